@@ -1,0 +1,60 @@
+"""nc: compile small Scheme-syntax physics programs into exact, differentiable PyTorch.
+
+    f = nc.compile_fn("(/ (* G m1 m2) (* r r))")       # a pure function of tensors
+    model = nc.compile(src, trainable=["G"])            # an nn.Module with G as a parameter
+
+See README.md and docs/ for the language and the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import CompiledFunction, compile_fn, make_program
+from .errors import (
+    ArityError,
+    CallError,
+    DomainError,
+    LimitError,
+    NCError,
+    NCTypeError,
+    ReadError,
+    ShapeError,
+    SyntaxFormError,
+    UnboundNameError,
+)
+from .module import NcModule
+from .program import Program
+
+__version__ = "0.1.0"
+
+
+def compile(src: str, *, params: dict[str, Any] | None = None, trainable: list[str] | None = None,
+            **options: Any) -> NcModule:
+    """Compile an nc program to an ``nn.Module`` (see `NcModule`).
+
+    ``params`` maps free names to initial values (they become ``nn.Parameter``s);
+    ``trainable`` names top-level ``(define name value)`` constants to make parameters.
+    Other options (``shapes``, ``max_iter``, ``name``) are those of `compile_fn`.
+    """
+    return NcModule(src, params=params, trainable=trainable, **options)
+
+
+__all__ = [
+    "ArityError",
+    "CallError",
+    "CompiledFunction",
+    "DomainError",
+    "LimitError",
+    "NCError",
+    "NCTypeError",
+    "NcModule",
+    "Program",
+    "ReadError",
+    "ShapeError",
+    "SyntaxFormError",
+    "UnboundNameError",
+    "compile",
+    "compile_fn",
+    "make_program",
+]

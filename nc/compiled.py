@@ -1,0 +1,203 @@
+"""A parsed program with its input ranks and a cache of lowered functions, one per signature.
+
+`Compiled` is the engine behind `compile_fn` and `compile`: it infers per-example ranks once
+(a compile-time trace with sizes left open), then traces and lowers once per signature of
+input shapes, dtypes and devices, as ``jax.jit`` does. A call is a dictionary lookup and the
+generated function.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from . import ir
+from .errors import CallError, NCError, ShapeError, Span
+from .lower import Lowered, lower
+from .parse import parse
+from .program import Program, Var
+from .shapes import Shape, show
+from .trace import Promote, SizeDependent, Tracer
+
+RECURSION_LIMIT = 20_000
+MAX_RANK = 8
+MAX_RETRACE = 64
+
+ShapeSpec = Mapping[str, Sequence[int | None] | None]
+
+
+@contextmanager
+def deep_recursion() -> Iterator[None]:
+    """Room for nc's tree walks, whose depth is bounded by the reader's nesting limit."""
+    old = sys.getrecursionlimit()
+    if old < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+    try:
+        yield
+    finally:
+        if old < RECURSION_LIMIT:
+            sys.setrecursionlimit(old)
+
+
+class Compiled:
+    """A program compiled for calls with tensors in ``self.names`` order."""
+
+    def __init__(self, source: str, *, shapes: ShapeSpec | None = None, max_iter: int = 1000,
+                 name: str = "<program>", promote: Sequence[str] = (), fixed: Mapping[str, Shape] | None = None):
+        if not isinstance(source, str):
+            raise CallError(f"a program is a string of nc source, got {type(source).__name__}")
+        if not isinstance(max_iter, int) or max_iter < 1:
+            raise CallError(f"max_iter must be a positive integer, got {max_iter!r}")
+        with deep_recursion():
+            self.ir: ir.Program = parse(source, name=name, promote=promote)
+        self.names: tuple[str, ...] = self.ir.inputs
+        self.spans: dict[str, Span | None] = dict(zip(self.ir.inputs, self.ir.input_spans))  # type: ignore[arg-type]
+        self.max_iter = max_iter
+        self.declared: dict[str, Shape] = {**self.check_shapes(shapes), **(fixed or {})}
+        self.ranks: dict[str, int] = {n: len(self.declared.get(n, ())) for n in self.names}
+        self.cache: dict[tuple[Any, ...], Lowered] = {}
+        self.programs: dict[tuple[Any, ...], Program] = {}
+        with deep_recursion():
+            self.infer_ranks()
+
+    def check_shapes(self, shapes: ShapeSpec | None) -> dict[str, Shape]:
+        out: dict[str, Shape] = {}
+        for name, shape in (shapes or {}).items():
+            if name not in self.names:
+                from .suggest import closest
+
+                near = closest(name, self.names)
+                raise CallError(f"shapes= names '{name}', which is not an input of this program "
+                                f"(inputs: {', '.join(self.names) or 'none'})",
+                                hint=f"did you mean '{near[0]}'?" if near else None)
+            if shape is None:
+                continue
+            try:
+                dims = tuple(None if d is None else int(d) for d in shape)
+            except (TypeError, ValueError):
+                raise CallError(f"shapes['{name}'] must be a tuple of sizes (None for an open size), "
+                                f"got {shape!r}") from None
+            if any(d is not None and d < 0 for d in dims):
+                raise CallError(f"shapes['{name}'] has a negative size: {shape!r}")
+            out[name] = dims
+        return out
+
+    # ---- ranks ---------------------------------------------------------------------------------
+    def infer_ranks(self) -> None:
+        """Trace once with sizes left open to find per-example ranks and report early errors."""
+        for _ in range(MAX_RETRACE):
+            pshapes = {n: self.declared.get(n, (None,) * self.ranks[n]) for n in self.names}
+            try:
+                self.trace(pshapes, abstract=True, dtype=torch.get_default_dtype(), device=torch.device("cpu"))
+            except Promote as p:
+                self.promote(p)
+                continue
+            except SizeDependent:
+                return  # the rest is known only when a call gives sizes
+            return
+
+    def promote(self, p: Promote) -> None:
+        for n in p.names:
+            self.ranks[n] = max(self.ranks[n], p.rank)
+            if self.ranks[n] > MAX_RANK:
+                raise ShapeError(f"input '{n}' would need more than {MAX_RANK} axes per example", self.spans[n])
+
+    def trace(self, pshapes: Mapping[str, Shape], *, abstract: bool, dtype: torch.dtype,
+              device: torch.device) -> Program:
+        tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device)
+        inputs = {}
+        for n in self.names:
+            promo = frozenset() if n in self.declared else frozenset([n])
+            inputs[n] = Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, promo)
+        return tracer.run(inputs)
+
+    # ---- calls ---------------------------------------------------------------------------------
+    def run(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
+        key = tuple((v.shape, v.dtype, v.device) for v in values)
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = self.build(values, key)
+        try:
+            return entry.fn(*values)
+        except (RuntimeError, IndexError, ValueError) as e:
+            raise self.runtime_error(e, entry) from e
+
+    def build(self, values: Sequence[torch.Tensor], key: tuple[Any, ...]) -> Lowered:
+        with deep_recursion():
+            program = self.program_for(values)
+            entry = lower(program)
+        self.cache[key] = entry
+        self.programs[key] = program
+        return entry
+
+    def program_for(self, values: Sequence[torch.Tensor]) -> Program:
+        dtype = result_dtype(values)
+        device = values[0].device if values else torch.device("cpu")
+        for n, v in zip(self.names, values):
+            if v.device != device:
+                raise CallError(f"input '{n}' is on {v.device} but '{self.names[0]}' is on {device}",
+                                self.spans[n], hint="move all inputs to one device")
+        for _ in range(MAX_RETRACE):
+            pshapes = self.split_shapes(values)
+            try:
+                return self.trace(pshapes, abstract=False, dtype=dtype, device=device)
+            except Promote as p:
+                self.promote(p)
+        raise CallError("could not settle the per-example ranks of the inputs")  # pragma: no cover
+
+    def split_shapes(self, values: Sequence[torch.Tensor]) -> dict[str, Shape]:
+        """Per-example shapes from the actual ones; checks ranks, declared sizes and batch axes."""
+        pshapes: dict[str, Shape] = {}
+        batches = []
+        for n, v in zip(self.names, values):
+            rank = self.ranks[n]
+            if v.dim() < rank:
+                want = show(self.declared[n]) if n in self.declared else f"rank {rank} per example"
+                raise CallError(f"input '{n}' must be {want}, got a tensor of shape {list(v.shape)}",
+                                self.spans[n], hint=self.rank_hint(n, rank))
+            pshape = tuple(v.shape[v.dim() - rank:])
+            declared = self.declared.get(n)
+            if declared is not None and any(d is not None and d != s for d, s in zip(declared, pshape)):
+                raise CallError(f"input '{n}' must have per-example shape {show(declared)}, got trailing "
+                                f"sizes {list(pshape)} (full shape {list(v.shape)})", self.spans[n])
+            pshapes[n] = pshape
+            batches.append((n, tuple(v.shape[: v.dim() - rank])))
+        try:
+            torch.broadcast_shapes(*(b for _, b in batches))
+        except RuntimeError:
+            shown = ", ".join(f"{n}: {list(b)}" for n, b in batches if b)
+            raise CallError(f"the batch axes of the inputs do not broadcast ({shown})",
+                            hint="leading axes beyond each input's per-example rank are batch axes; they "
+                                 "must broadcast as in PyTorch") from None
+        return pshapes
+
+    def rank_hint(self, name: str, rank: int) -> str:
+        if name in self.declared:
+            return f"declared by shapes={{'{name}': {self.declared[name]}}}"
+        kind = {1: "a vector", 2: "a matrix"}.get(rank, f"rank {rank}")
+        return f"the program uses '{name}' as {kind}"
+
+    def runtime_error(self, e: BaseException, entry: Lowered) -> NCError:
+        span = None
+        tb: TracebackType | None = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith("<nc-generated"):
+                span = entry.line_spans.get(tb.tb_lineno, span)
+            tb = tb.tb_next
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return ShapeError(f"this operation failed when the program ran: {first}", span)
+
+
+def result_dtype(values: Sequence[torch.Tensor]) -> torch.dtype:
+    """The computation dtype: PyTorch's promotion of the input dtypes."""
+    if not values:
+        return torch.get_default_dtype()
+    dtype = values[0].dtype
+    for v in values[1:]:
+        dtype = torch.promote_types(dtype, v.dtype)
+    return dtype

@@ -1,0 +1,90 @@
+"""Tracing `euler` and `rk4`: fixed-step integration, unrolled into the program.
+
+``(euler f y0 dt n)``: ``y_{k+1} = y_k + dt * f(t_k, y_k)``.
+``(rk4 f y0 dt n)``: ``k1 = f(t, y)``, ``k2 = f(t + dt/2, y + dt/2*k1)``,
+``k3 = f(t + dt/2, y + dt/2*k2)``, ``k4 = f(t + dt, y + dt*k3)``,
+``y + dt/6*(k1 + 2*k2 + 2*k3 + k4)``, with ``t_k = k*dt``, evaluated in exactly that order.
+The ``n+1`` states are stacked on a new first per-example axis.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import ir
+from . import shapes as sh
+from .errors import LimitError, ShapeError, Span
+from .primitives import TABLE
+from .program import Var
+from .trace import F64, MAX_UNROLL, Env, Tracer, Value, pshape_of
+
+
+def trace_integrate(tr: Tracer, node: ir.Integrate, env: Env) -> Value:
+    fn = tr.functions[node.fn]
+    y = tr.expr(node.y0, env)
+    dt = tr.expr(node.dt, env)
+    steps = tr.constant_int(tr.expr(node.steps, env), f"the step count of {node.method}", node.steps.span)
+    if steps > MAX_UNROLL:
+        raise LimitError(f"{node.method} with {steps} steps: at most {MAX_UNROLL} steps are unrolled",
+                         node.steps.span)
+    if isinstance(dt, Var) and dt.rank:
+        raise ShapeError(f"the step dt of {node.method} must be a scalar, got {sh.show(dt.pshape)}", node.dt.span)
+    ops = Arith(tr, node.span)
+
+    def f(t: Value, state: Value) -> Value:
+        out = tr.call_function(fn, [t, state], node.span)
+        if pshape_of(out) != pshape_of(state):
+            try:
+                if sh.broadcast(pshape_of(out), pshape_of(state)) != pshape_of(state):
+                    raise sh.ShapeMismatch("")
+            except sh.ShapeMismatch:
+                raise ShapeError(f"the function of {node.method} returns {sh.show(pshape_of(out))} for a state "
+                                 f"of {sh.show(pshape_of(state))}", node.span) from None
+        return out
+
+    states = [y]
+    half = ops.div(dt, 2.0)
+    sixth = ops.div(dt, 6.0)
+    for k in range(steps):
+        t = ops.mul(torch.tensor(float(k), dtype=F64), dt)
+        if node.method == "euler":
+            y = ops.add(y, ops.mul(dt, f(t, y)))
+        else:
+            k1 = f(t, y)
+            k2 = f(ops.add(t, half), ops.add(y, ops.mul(half, k1)))
+            k3 = f(ops.add(t, half), ops.add(y, ops.mul(half, k2)))
+            k4 = f(ops.add(t, dt), ops.add(y, ops.mul(dt, k3)))
+            total = ops.add(ops.add(ops.add(k1, ops.mul(2.0, k2)), ops.mul(2.0, k3)), k4)
+            y = ops.add(y, ops.mul(sixth, total))
+        states.append(y)
+    return stack(tr, states, pshape_of(states[0]), node.span)
+
+
+def stack(tr: Tracer, states: list[Value], pshape: sh.Shape, span: Span | None) -> Value:
+    rank = len(pshape)
+    states = [tr.align(s, rank) if isinstance(s, Var) and s.rank < rank else s for s in states]
+    if all(isinstance(s, torch.Tensor) for s in states):
+        return torch.stack(torch.broadcast_tensors(*states), dim=-(rank + 1))  # type: ignore[arg-type]
+    row = TABLE["%stack"]
+    return tr.record("%stack", row.code, states, (len(states), *pshape), span, params={"axis": -(rank + 1)})
+
+
+class Arith:
+    """Elementwise arithmetic on traced or concrete values, through the table's rows."""
+
+    def __init__(self, tr: Tracer, span: Span | None) -> None:
+        self.tr, self.span = tr, span
+
+    def _op(self, name: str, a: Value | float, b: Value | float) -> Value:
+        args = [torch.tensor(x, dtype=F64) if isinstance(x, float) else x for x in (a, b)]
+        row = TABLE[name]
+        return self.tr.apply(row, args, self.span, code=row.code)  # type: ignore[arg-type]
+
+    def add(self, a: Value | float, b: Value | float) -> Value:
+        return self._op("+", a, b)
+
+    def mul(self, a: Value | float, b: Value | float) -> Value:
+        return self._op("*", a, b)
+
+    def div(self, a: Value | float, b: Value | float) -> Value:
+        return self._op("/", a, b)

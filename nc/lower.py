@@ -1,0 +1,130 @@
+"""Lowering a recorded `Program` to a plain Python function of tensors.
+
+The program becomes straight-line Python source, one line per equation (as torch.fx writes
+``GraphModule.code``), compiled once. The generated names are ``v<N>`` and ``c<N>`` only:
+no text of the user's program ever reaches the generated source, so a name, number or
+comment in a program cannot inject code. Dead equations are dropped first; that changes no bit.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+
+from . import runtime
+from .primitives import format_code
+from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var
+
+
+@attrs.frozen
+class Lowered:
+    fn: Callable[..., torch.Tensor]
+    source: str
+    line_spans: dict[int, Any]  # generated line number -> span of the equation written there
+
+
+def live_equations(eqns: list[Eqn], needed: set[int]) -> list[Eqn]:
+    """The equations that ``needed`` (ids of Vars) depends on, in order; updates ``needed``."""
+    keep: list[Eqn] = []
+    for e in reversed(eqns):
+        if e.out.id not in needed:
+            continue
+        keep.append(e)
+        needed.update(a.id for a in e.args if isinstance(a, Var))
+        if e.region is not None:
+            needed.update(region_uses(e.region))
+    keep.reverse()
+    return keep
+
+
+def region_uses(region: Region) -> set[int]:
+    needed = {a.id for a in region.outputs if isinstance(a, Var)}
+    inner = live_equations(region.eqns, needed)
+    defined = {v.id for v in region.inputs} | {e.out.id for e in inner}
+    return needed - defined
+
+
+class CodeWriter:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.lines: list[str] = []
+        self.spans: dict[int, Any] = {}
+        self.bodies = 0
+
+    def atom(self, a: Atom) -> str:
+        if isinstance(a, Var):
+            return f"v{a.id}"
+        if isinstance(a, Lit):
+            return repr(a.value) if a.value == a.value and abs(a.value) != float("inf") else f"float('{a.value}')"
+        return f"c{a.index}"
+
+    def emit(self, indent: str, text: str, span: Any = None) -> None:
+        self.lines.append(indent + text)
+        if span is not None:
+            self.spans[len(self.lines) + 1] = span  # +1: the def line precedes the body
+
+    def equations(self, eqns: list[Eqn], indent: str) -> None:
+        for e in eqns:
+            if e.region is not None:
+                self.loop(e, indent)
+                continue
+            args = [self.atom(a) for a in e.args]
+            expr = format_code(e.code, args, {**e.params, "dt": "DT"})
+            self.emit(indent, f"v{e.out.id} = {expr}", e.span)
+
+    def loop(self, e: Eqn, indent: str) -> None:
+        region = e.region
+        assert region is not None
+        self.bodies += 1
+        name = f"body{self.bodies}"
+        params = ", ".join(f"v{v.id}" for v in region.inputs)
+        self.emit(indent, f"def {name}({params}):")
+        outs = [self.atom(a) for a in region.outputs]
+        needed = {a.id for a in region.outputs if isinstance(a, Var)}
+        self.equations(live_equations(region.eqns, needed), indent + "    ")
+        self.emit(indent + "    ", f"return {outs[0]}, {outs[1]}, ({''.join(o + ', ' for o in outs[2:])})")
+        init = "".join(self.atom(a) + ", " for a in e.args)
+        p = e.params
+        self.emit(indent, f"v{e.out.id} = _rt.masked_loop({name}, ({init}), {p['ranks']!r}, {p['value_rank']!r}, "
+                          f"{p['max_iter']!r})", e.span)
+
+
+def lower(program: Program, *, expand_to_inputs: tuple[int, ...] | None = None) -> Lowered:
+    """Compile ``program`` to a Python function of its inputs (in order)."""
+    w = CodeWriter(program)
+    out = program.output
+    needed = {out.id} if isinstance(out, Var) else set()
+    eqns = live_equations(program.eqns, needed)
+    w.equations(eqns, "    ")
+    result = w.atom(out)
+    used = needed & {v.id for v in program.inputs}
+    if not isinstance(out, Var) or len(used) < len(program.inputs):
+        # The result does not depend on every input: give it their batch axes, as vmap would.
+        ranks = tuple(v.rank for v in program.inputs)
+        args = "".join(f"v{v.id}, " for v in program.inputs)
+        rank = len(out.pshape) if isinstance(out, (Var, ConstRef)) else 0
+        result = f"_rt.expand_batch({result}, ({args}), {ranks!r}, {rank})"
+    w.emit("    ", f"return {result}")
+    params = ", ".join(f"v{v.id}" for v in program.inputs)
+    source = f"def nc_program({params}):\n" + "\n".join(w.lines) + "\n"
+    namespace = globals_for(program)
+    filename = f"<nc-generated-{id(w)}>"
+    code = compile(source, filename, "exec")
+    # Registered so that tracebacks and inspect can show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(code, namespace)  # noqa: S102 - source built above from nc's own templates and names
+    return Lowered(namespace["nc_program"], source, w.spans)
+
+
+def globals_for(program: Program) -> dict[str, Any]:
+    ns: dict[str, Any] = {"torch": torch, "_rt": runtime, "DT": program.dtype}
+    for i, c in enumerate(program.constants):
+        if c.dtype == torch.bool:
+            ns[f"c{i}"] = c.to(program.device)
+        else:
+            ns[f"c{i}"] = c.to(dtype=program.dtype, device=program.device)
+    return ns

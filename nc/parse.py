@@ -1,0 +1,596 @@
+"""Forms to IR: special forms, scopes, arity, tail positions and the inputs of a program.
+
+Each special form is a method registered in `SPECIAL_FORMS`, with the syntax it accepts in
+its docstring. Names are resolved here, so the tracer never looks a name up by spelling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from . import ir
+from .errors import ArityError, NCError, NCTypeError, SyntaxFormError, UnboundNameError
+from .primitives import PUBLIC_NAMES, lookup
+from .reader import Form, Lst, Num, Sym, read
+from .suggest import hint_for
+
+SPECIAL_FORMS: dict[str, Callable[..., ir.Expr]] = {}
+RESERVED = frozenset(
+    ["define", "lambda", "let", "let*", "letrec", "letrec*", "if", "cond", "else", "loop", "recur", "euler", "rk4"]
+)
+
+
+def special(name: str) -> Callable[[Callable[..., ir.Expr]], Callable[..., ir.Expr]]:
+    def register(method: Callable[..., ir.Expr]) -> Callable[..., ir.Expr]:
+        SPECIAL_FORMS[name] = method
+        return method
+
+    return register
+
+
+@attrs.frozen
+class Bound:
+    """What a name means in a scope."""
+
+    kind: str  # "local", "fn", "loop" (a named let)
+    key: object
+    arity: int = 0
+
+
+@attrs.define
+class Owner:
+    """A top-level item and what it refers to, for computing the inputs of a program."""
+
+    globals_used: set[str] = attrs.field(factory=set)
+    free: list[tuple[int, str, object]] = attrs.field(factory=list)
+
+
+class Scope:
+    """A chain of name tables; `lookup` walks outwards."""
+
+    def __init__(self, parent: Scope | None = None) -> None:
+        self.names: dict[str, Bound] = {}
+        self.parent = parent
+
+    def lookup(self, name: str) -> Bound | None:
+        scope: Scope | None = self
+        while scope is not None:
+            found = scope.names.get(name)
+            if found is not None:
+                return found
+            scope = scope.parent
+        return None
+
+    def visible(self) -> set[str]:
+        out: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            out |= scope.names.keys()
+            scope = scope.parent
+        return out
+
+
+def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = ()) -> ir.Program:
+    """Read and parse a program. Top-level constants named in ``promote`` become inputs."""
+    from .errors import Source
+
+    source = Source(source_text, name)
+    return Parser(source, frozenset(promote)).program(read(source))
+
+
+class Parser:
+    def __init__(self, source: object, promote: frozenset[str]) -> None:
+        self.source = source
+        self.promote = promote
+        self.keys = itertools.count()
+        self.functions: dict[str, ir.Function] = {}
+        self.constants: dict[str, ir.Define] = {}
+        self.globals: dict[str, tuple[str, Form]] = {}  # name -> ("const"|"fn", form)
+        self.fn_arity: dict[str, int] = {}
+        self.owners: dict[str, Owner] = {}
+        self.owner = Owner()
+        self.loops: list[tuple[str, int]] = []  # enclosing loops: (key, number of variables)
+
+    # ---- program --------------------------------------------------------------------------
+    def program(self, forms: list[Form]) -> ir.Program:
+        if not forms:
+            raise SyntaxFormError("the program is empty: it needs a result expression",
+                                  self.span_at(0), hint="write an expression such as (* k x)")
+        *defs, result = forms
+        for form in defs:
+            self.declare(form)
+        if is_define(result):
+            raise SyntaxFormError("the program ends with a define; it needs a result expression after it",
+                                  result.span)
+        for form in defs:
+            self.define(form)
+        self.owners["<result>"] = self.owner = Owner()
+        body, lambda_params = self.result(result)
+        inputs, spans = self.inputs(lambda_params)
+        return ir.Program(constants=tuple(self.constants.values()), functions=tuple(self.functions.values()),
+                          result=body, inputs=inputs, input_spans=spans,
+                          source_text=getattr(self.source, "text", ""))
+
+    def span_at(self, offset: int) -> object:
+        from .errors import Span
+
+        return Span(self.source, offset, offset + 1)  # type: ignore[arg-type]
+
+    def declare(self, form: Form) -> None:
+        """Record a top-level define's name, so that definitions may refer forward."""
+        if not is_define(form):
+            raise SyntaxFormError(
+                "only the last top-level expression is the result; the ones before it must be defines",
+                form.span, hint="a program is zero or more (define ...) followed by one expression")
+        assert isinstance(form, Lst)
+        name, kind, arity = self.define_head(form)
+        if name.name in self.globals:
+            raise SyntaxFormError(f"'{name.name}' is already defined at the top level", name.span,
+                                  hint="a top-level name is defined once; choose another name")
+        self.globals[name.name] = (kind, form)
+        if kind == "fn":
+            self.fn_arity[name.name] = arity
+
+    def define_head(self, form: Lst) -> tuple[Sym, str, int]:
+        if len(form.items) != 3:
+            raise SyntaxFormError("define takes a name and one expression: (define name expr) or "
+                                  "(define (f args ...) body)", form.span)
+        target = form.items[1]
+        if isinstance(target, Sym):
+            self.check_bindable(target)
+            value = form.items[2]
+            if is_head(value, "lambda"):
+                assert isinstance(value, Lst)
+                return target, "fn", len(self.param_syms(value))
+            return target, "const", 0
+        if isinstance(target, Lst) and target.items and all(isinstance(p, Sym) for p in target.items):
+            head = target.items[0]
+            assert isinstance(head, Sym)
+            self.check_bindable(head)
+            return head, "fn", len(target.items) - 1
+        raise SyntaxFormError("define needs a name or (name params ...)", target.span)
+
+    def define(self, form: Form) -> None:
+        assert isinstance(form, Lst)
+        name, kind, _ = self.define_head(form)
+        self.owners[name.name] = self.owner = Owner()
+        if kind == "const":
+            value = self.expr(form.items[2], Scope(), None)
+            self.constants[name.name] = ir.Define(name=name.name, value=value, span=name.span, form_span=form.span)
+            return
+        if isinstance(form.items[1], Lst):
+            params = [p for p in form.items[1].items[1:] if isinstance(p, Sym)]
+            body_form = form.items[2]
+        else:
+            lam = form.items[2]
+            assert isinstance(lam, Lst)
+            params, body_form = self.lambda_parts(lam)
+        self.function(name.name, name, params, body_form, Scope())
+
+    def result(self, form: Form) -> tuple[ir.Expr, tuple[str, ...]]:
+        if is_head(form, "lambda"):
+            assert isinstance(form, Lst)
+            params, body = self.lambda_parts(form)
+            scope = Scope()
+            self.bind_params(scope, params)
+            # a lambda result's parameters are inputs: they are read as Input nodes
+            for p in params:
+                scope.names.pop(p.name, None)
+            return self.expr(body, scope, None), tuple(p.name for p in params)
+        return self.expr(form, Scope(), None), ()
+
+    def inputs(self, first: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[object, ...]]:
+        """Inputs in order: lambda parameters, then free names by first free occurrence."""
+        seen_items: set[str] = set()
+        todo = ["<result>"]
+        found: list[tuple[int, str, object]] = []
+        while todo:
+            item = todo.pop()
+            if item in seen_items:
+                continue
+            seen_items.add(item)
+            owner = self.owners[item]
+            found.extend(owner.free)
+            todo.extend(owner.globals_used)
+        names: list[str] = list(first)
+        spans: list[object] = [None] * len(first)
+        for _, name, span in sorted(found, key=lambda t: t[0]):
+            if name not in names:
+                names.append(name)
+                spans.append(span)
+            elif spans[names.index(name)] is None:
+                spans[names.index(name)] = span
+        return tuple(names), tuple(spans)  # type: ignore[return-value]
+
+    # ---- functions ------------------------------------------------------------------------
+    def lambda_parts(self, form: Lst) -> tuple[list[Sym], Form]:
+        if len(form.items) != 3:
+            raise SyntaxFormError("lambda takes a parameter list and one body expression: "
+                                  "(lambda (x y) body)", form.span)
+        return self.param_syms(form), form.items[2]
+
+    def param_syms(self, form: Lst) -> list[Sym]:
+        params = form.items[1] if len(form.items) > 1 else None
+        if not isinstance(params, Lst) or params.bracket or not all(isinstance(p, Sym) for p in params.items):
+            raise SyntaxFormError("lambda needs a parameter list of names, as in (lambda (x y) body)",
+                                  (params or form).span)
+        return list(params.items)  # type: ignore[arg-type]
+
+    def bind_params(self, scope: Scope, params: list[Sym]) -> list[ir.Binding]:
+        out = []
+        for p in params:
+            self.check_bindable(p)
+            if p.name in scope.names:
+                raise SyntaxFormError(f"parameter '{p.name}' appears twice", p.span)
+            key = next(self.keys)
+            scope.names[p.name] = Bound("local", key)
+            out.append(ir.Binding(name=p.name, key=key, value=ir.Const(value=0.0), span=p.span))
+        return out
+
+    def function(self, key: str, name: Sym, params: list[Sym], body_form: Form, outer: Scope) -> ir.Function:
+        scope = Scope(outer)
+        bindings = self.bind_params(scope, params)
+        saved_loops, self.loops = self.loops, []
+        body = self.expr(body_form, scope, None)
+        self.loops = saved_loops
+        fn = ir.Function(key=key, name=name.name, params=tuple(bindings), body=body, span=name.span)
+        fn = make_tail_loop(fn)
+        self.functions[key] = fn
+        return fn
+
+    # ---- expressions ----------------------------------------------------------------------
+    def expr(self, form: Form, scope: Scope, tail: str | None) -> ir.Expr:
+        """Parse an expression; ``tail`` is the key of the loop it is in tail position of."""
+        if isinstance(form, Num):
+            return ir.Const(value=form.value, span=form.span)
+        if isinstance(form, Sym):
+            return self.name(form, scope)
+        if not form.items:
+            raise SyntaxFormError("() is not an expression", form.span,
+                                  hint="an expression is a number, a name or (operator args ...)")
+        head = form.items[0]
+        if isinstance(head, Sym):
+            bound = scope.lookup(head.name)
+            if bound is None and head.name in SPECIAL_FORMS:
+                return SPECIAL_FORMS[head.name](self, form, scope, tail)
+            return self.call(head, form, scope, tail, bound)
+        if isinstance(head, Num):
+            raise NCTypeError("a number cannot be called", head.span,
+                              hint="to multiply, write (* a b)")
+        raise NCTypeError("only names can be called: functions are first-order", head.span,
+                          hint="define the function with (define (f x) ...) and call (f ...)")
+
+    def name(self, sym: Sym, scope: Scope) -> ir.Expr:
+        bound = scope.lookup(sym.name)
+        if bound is not None:
+            if bound.kind == "local":
+                return ir.Local(name=sym.name, key=bound.key, span=sym.span)  # type: ignore[arg-type]
+            raise NCTypeError(f"'{sym.name}' is a function, not a value", sym.span,
+                              hint=f"call it as ({sym.name} ...); functions are not values in nc")
+        if sym.name in self.globals and sym.name not in self.promote:
+            kind, _ = self.globals[sym.name]
+            if kind == "fn":
+                raise NCTypeError(f"'{sym.name}' is a function, not a value", sym.span,
+                                  hint=f"call it as ({sym.name} ...); functions are not values in nc")
+            self.owner.globals_used.add(sym.name)
+            return ir.Global(name=sym.name, span=sym.span)
+        if sym.name == "pi":
+            return ir.Const(value=math.pi, span=sym.span)
+        if sym.name in RESERVED:
+            raise SyntaxFormError(f"'{sym.name}' is a special form, not a value", sym.span)
+        if lookup(sym.name) is not None:
+            raise NCTypeError(f"'{sym.name}' is a primitive, not a value", sym.span,
+                              hint=f"call it as ({sym.name} ...), or bind the name with let to use it as a value")
+        self.owner.free.append((sym.span.start, sym.name, sym.span))
+        return ir.Input(name=sym.name, span=sym.span)
+
+    def call(self, head: Sym, form: Lst, scope: Scope, tail: str | None, bound: Bound | None) -> ir.Expr:
+        args_forms = form.items[1:]
+        if bound is not None and bound.kind == "local":
+            raise NCTypeError(f"'{head.name}' is a value, not a function", head.span,
+                              hint="functions are first-order: only defined functions and primitives can be called")
+        if bound is not None and bound.kind == "loop":
+            return self.recur_to(str(bound.key), bound.arity, form, scope, tail, head.name)
+        if bound is not None:
+            return self.user_call(str(bound.key), head, form, scope, bound.arity)
+        if head.name in self.globals:
+            kind, _ = self.globals[head.name]
+            if kind == "const":
+                raise NCTypeError(f"'{head.name}' is a constant, not a function", head.span)
+            self.owner.globals_used.add(head.name)
+            return self.user_call(head.name, head, form, scope, self.fn_arity[head.name])
+        prim = lookup(head.name)
+        if prim is None:
+            raise UnboundNameError(f"unknown function '{head.name}'", head.span,
+                                   hint=hint_for(head.name, [*PUBLIC_NAMES, *SPECIAL_FORMS, *scope.visible(),
+                                                             *self.fn_arity]))
+        lo, hi = prim.arity
+        if len(args_forms) < lo or (hi is not None and len(args_forms) > hi):
+            raise ArityError(f"{prim.name} takes {prim.arity_text()} argument{'s' * (prim.arity != (1, 1))}, "
+                             f"got {len(args_forms)}", form.span, hint=f"{prim.name}: {prim.doc}")
+        args = tuple(self.expr(a, scope, None) for a in args_forms)
+        return ir.PrimCall(prim=prim.name, args=args, span=form.span, head_span=head.span)
+
+    def user_call(self, key: str, head: Sym, form: Lst, scope: Scope, arity: int) -> ir.Expr:
+        got = len(form.items) - 1
+        if got != arity:
+            raise ArityError(f"'{head.name}' takes {arity} argument{'s' * (arity != 1)}, got {got}", form.span)
+        args = tuple(self.expr(a, scope, None) for a in form.items[1:])
+        return ir.Call(fn=key, args=args, span=form.span)
+
+    def recur_to(self, key: str, arity: int, form: Lst, scope: Scope, tail: str | None, name: str) -> ir.Expr:
+        if tail != key:
+            raise SyntaxFormError(f"({name} ...) must be in tail position of its loop", form.span,
+                                  hint="the recursive call must be the last thing the loop body does")
+        got = len(form.items) - 1
+        if got != arity:
+            raise ArityError(f"{name} takes {arity} argument{'s' * (arity != 1)} (one per loop variable), "
+                             f"got {got}", form.span)
+        args = tuple(self.expr(a, scope, None) for a in form.items[1:])
+        return ir.Recur(args=args, key=key, span=form.span)
+
+    def check_bindable(self, sym: Form) -> None:
+        if not isinstance(sym, Sym):
+            raise SyntaxFormError("expected a name", sym.span)
+        if sym.name in RESERVED:
+            raise SyntaxFormError(f"'{sym.name}' is a special form and cannot be bound", sym.span)
+
+    def bindings(self, form: Form, what: str) -> list[tuple[Sym, Form]]:
+        if not isinstance(form, Lst) or form.bracket:
+            raise SyntaxFormError(f"{what} needs a list of bindings, as in (({'x'} 1) (y 2))", form.span)
+        out = []
+        for b in form.items:
+            if not (isinstance(b, Lst) and len(b.items) == 2 and isinstance(b.items[0], Sym)):
+                raise SyntaxFormError(f"a {what} binding is (name expr)", b.span)
+            self.check_bindable(b.items[0])
+            out.append((b.items[0], b.items[1]))
+        return out  # type: ignore[return-value]
+
+    # ---- special forms --------------------------------------------------------------------
+    @special("define")
+    def _define(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(define ...) is allowed only at the top level."""
+        raise SyntaxFormError("define is allowed only at the top level", form.span,
+                              hint="bind local names with let or let*")
+
+    @special("lambda")
+    def _lambda(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(lambda (p ...) body): only as the result, a define/letrec value, or euler/rk4's function."""
+        raise SyntaxFormError("lambda is allowed only as the whole result, as the value of a define or "
+                              "letrec binding, or as the function of euler/rk4", form.span,
+                              hint="functions are first-order in nc")
+
+    @special("let")
+    def _let(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(let ((x e) ...) body), and the named let (let name ((v init) ...) body) as a loop."""
+        if len(form.items) == 4 and isinstance(form.items[1], Sym):
+            return self.loop_form(form, form.items[1], form.items[2], form.items[3], scope, tail)
+        if len(form.items) != 3:
+            raise SyntaxFormError("let takes bindings and one body expression: (let ((x 1)) body)", form.span)
+        pairs = self.bindings(form.items[1], "let")
+        inner = Scope(scope)
+        out = []
+        for sym, value in pairs:
+            if sym.name in inner.names:
+                raise SyntaxFormError(f"'{sym.name}' is bound twice in one let", sym.span)
+            key = next(self.keys)
+            out.append(ir.Binding(name=sym.name, key=key, value=self.expr(value, scope, None), span=sym.span))
+            inner.names[sym.name] = Bound("local", key)
+        return ir.Let(bindings=tuple(out), body=self.expr(form.items[2], inner, tail), span=form.span)
+
+    @special("let*")
+    def _let_star(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(let* ((x e) ...) body): each binding sees the ones before it."""
+        if len(form.items) != 3:
+            raise SyntaxFormError("let* takes bindings and one body expression: (let* ((x 1)) body)", form.span)
+        inner = Scope(scope)
+        out = []
+        for sym, value in self.bindings(form.items[1], "let*"):
+            key = next(self.keys)
+            out.append(ir.Binding(name=sym.name, key=key, value=self.expr(value, inner, None), span=sym.span))
+            inner.names[sym.name] = Bound("local", key)
+        return ir.Let(bindings=tuple(out), body=self.expr(form.items[2], inner, tail), sequential=True,
+                      span=form.span)
+
+    @special("letrec")
+    def _letrec(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(letrec ((f (lambda (p ...) body)) ...) body): local, possibly recursive, functions."""
+        if len(form.items) != 3:
+            raise SyntaxFormError("letrec takes bindings and one body expression", form.span)
+        pairs = self.bindings(form.items[1], "letrec")
+        inner = Scope(scope)
+        keys = []
+        for sym, value in pairs:
+            if not is_head(value, "lambda"):
+                raise SyntaxFormError("a letrec binding must be a lambda: (f (lambda (x) ...))", value.span,
+                                      hint="bind values with let or let*")
+            if sym.name in inner.names:
+                raise SyntaxFormError(f"'{sym.name}' is bound twice in one letrec", sym.span)
+            key = f"{sym.name}#{next(self.keys)}"
+            assert isinstance(value, Lst)
+            inner.names[sym.name] = Bound("fn", key, len(self.param_syms(value)))
+            keys.append(key)
+        fns = []
+        for key, (sym, value) in zip(keys, pairs):
+            assert isinstance(value, Lst)
+            params, body = self.lambda_parts(value)
+            fns.append(self.function(key, sym, params, body, inner))
+        return ir.Letrec(fns=tuple(fns), body=self.expr(form.items[2], inner, tail), span=form.span)
+
+    @special("letrec*")
+    def _letrec_star(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(letrec* ...) is letrec: bindings are lambdas, so the order does not matter."""
+        return self._letrec(form, scope, tail)
+
+    @special("if")
+    def _if(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(if test then else): both branches are required."""
+        if len(form.items) != 4:
+            raise ArityError(f"if takes a test, a then branch and an else branch, got {len(form.items) - 1} "
+                             f"expression{'s' * (len(form.items) != 2)}", form.span,
+                             hint="nc's if always has an else branch: (if test then else)")
+        test, then, orelse = form.items[1:]
+        return ir.If(test=self.expr(test, scope, None), then=self.expr(then, scope, tail),
+                     orelse=self.expr(orelse, scope, tail), span=form.span)
+
+    @special("cond")
+    def _cond(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(cond (test e) ... (else e)): nested ifs; the else clause is required and last."""
+        clauses = form.items[1:]
+        if not clauses or not is_head(clauses[-1], "else"):
+            raise SyntaxFormError("cond needs an (else e) clause at the end", form.span)
+        for c in clauses:
+            if not (isinstance(c, Lst) and len(c.items) == 2):
+                raise SyntaxFormError("a cond clause is (test expr) or (else expr)", c.span)
+        last = clauses[-1]
+        assert isinstance(last, Lst)
+        result = self.expr(last.items[1], scope, tail)
+        parsed = []
+        for c in clauses[:-1]:
+            assert isinstance(c, Lst)
+            if is_head(c, "else"):
+                raise SyntaxFormError("else must be the last cond clause", c.span)
+            parsed.append((c, self.expr(c.items[0], scope, None), self.expr(c.items[1], scope, tail)))
+        for c, test, value in reversed(parsed):
+            result = ir.If(test=test, then=value, orelse=result, span=c.span)
+        return result
+
+    @special("loop")
+    def _loop(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(loop ((v init) ...) body), with (recur e ...) in tail position of body."""
+        if len(form.items) != 3:
+            raise SyntaxFormError("loop takes bindings and one body expression: "
+                                  "(loop ((i 0)) (if (> i 9) i (recur (+ i 1))))", form.span)
+        return self.loop_form(form, None, form.items[1], form.items[2], scope, tail)
+
+    def loop_form(self, form: Lst, name: Sym | None, bindings: Form, body: Form, scope: Scope,
+                  tail: str | None) -> ir.Expr:
+        pairs = self.bindings(bindings, "loop")
+        key = f"loop#{next(self.keys)}"
+        inner = Scope(scope)
+        out = []
+        for sym, value in pairs:
+            if sym.name in inner.names:
+                raise SyntaxFormError(f"'{sym.name}' is bound twice in one loop", sym.span)
+            k = next(self.keys)
+            out.append(ir.Binding(name=sym.name, key=k, value=self.expr(value, scope, None), span=sym.span))
+            inner.names[sym.name] = Bound("local", k)
+        if name is not None:
+            self.check_bindable(name)
+            inner.names[name.name] = Bound("loop", key, len(pairs))
+        self.loops.append((key, len(pairs)))
+        try:
+            parsed_body = self.expr(body, inner, key)
+        finally:
+            self.loops.pop()
+        return ir.Loop(bindings=tuple(out), body=parsed_body, key=key, span=form.span)
+
+    @special("recur")
+    def _recur(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(recur e ...): the next iteration of the innermost loop, in tail position only."""
+        if not self.loops:
+            raise SyntaxFormError("recur is allowed only inside a loop", form.span,
+                                  hint="write (loop ((v init) ...) body) and call (recur ...) in its body")
+        key, arity = self.loops[-1]
+        return self.recur_to(key, arity, form, scope, tail, "recur")
+
+    @special("euler")
+    def _euler(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(euler f y0 dt n): n fixed steps of y + dt * f(t, y)."""
+        return self.integrate("euler", form, scope)
+
+    @special("rk4")
+    def _rk4(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
+        """(rk4 f y0 dt n): n fixed steps of the classic Runge-Kutta method."""
+        return self.integrate("rk4", form, scope)
+
+    def integrate(self, method: str, form: Lst, scope: Scope) -> ir.Expr:
+        if len(form.items) != 5:
+            raise ArityError(f"{method} takes 4 arguments (f y0 dt n), got {len(form.items) - 1}", form.span,
+                             hint=f"({method} f y0 dt n) integrates dy/dt = (f t y) for n steps of dt")
+        fn_form, y0, dt, steps = form.items[1:]
+        key = self.step_function(fn_form, scope)
+        if len(self.functions[key].params) != 2 if key in self.functions else self.fn_arity.get(key, 2) != 2:
+            raise ArityError(f"the function of {method} takes 2 arguments (t y)", fn_form.span)
+        return ir.Integrate(method=method, fn=key, y0=self.expr(y0, scope, None), dt=self.expr(dt, scope, None),
+                            steps=self.expr(steps, scope, None), span=form.span)
+
+    def step_function(self, form: Form, scope: Scope) -> str:
+        if isinstance(form, Lst) and is_head(form, "lambda"):
+            params, body = self.lambda_parts(form)
+            key = f"lambda#{next(self.keys)}"
+            self.function(key, Sym("lambda", form.span), params, body, scope)
+            return key
+        if isinstance(form, Sym):
+            bound = scope.lookup(form.name)
+            if bound is not None and bound.kind == "fn":
+                return str(bound.key)
+            if bound is None and form.name in self.globals and self.globals[form.name][0] == "fn":
+                self.owner.globals_used.add(form.name)
+                return form.name
+        raise NCTypeError("the first argument of euler/rk4 must be a function name or a lambda (t y)", form.span)
+
+
+def is_head(form: Form, name: str) -> bool:
+    return isinstance(form, Lst) and bool(form.items) and isinstance(form.items[0], Sym) \
+        and form.items[0].name == name
+
+
+def is_define(form: Form) -> bool:
+    return is_head(form, "define")
+
+
+# ---- tail calls of a function to itself become a loop ------------------------------------------
+def make_tail_loop(fn: ir.Function) -> ir.Function:
+    """Turn a function whose self calls are all tail calls into a loop over its parameters."""
+    tail_calls, other_calls = count_self_calls(fn.body, fn.key)
+    if tail_calls == 0 or other_calls:
+        return fn
+    return attrs.evolve(fn, body=rewrite_tail(fn.body, fn.key), tail_loop=True)
+
+
+def count_self_calls(node: ir.Expr, key: str) -> tuple[int, int]:
+    """(tail calls, other calls) of function ``key`` in ``node``; an explicit stack, no recursion."""
+    tail = other = 0
+    stack: list[tuple[object, bool]] = [(node, True)]
+    while stack:
+        n, in_tail = stack.pop()
+        if isinstance(n, ir.Call) and n.fn == key:
+            tail, other = tail + in_tail, other + (not in_tail)
+        for child, child_tail in children(n):
+            stack.append((child, in_tail and child_tail))
+    return tail, other
+
+
+def children(node: object) -> list[tuple[object, bool]]:
+    """Child nodes and whether each is in tail position relative to ``node``."""
+    if isinstance(node, ir.If):
+        return [(node.test, False), (node.then, True), (node.orelse, True)]
+    if isinstance(node, ir.Let):
+        return [(b.value, False) for b in node.bindings] + [(node.body, True)]
+    if isinstance(node, ir.Letrec):
+        return [(f.body, False) for f in node.fns] + [(node.body, True)]
+    if isinstance(node, (ir.PrimCall, ir.Call, ir.Recur)):
+        return [(a, False) for a in node.args]
+    if isinstance(node, ir.Loop):
+        return [(b.value, False) for b in node.bindings] + [(node.body, False)]
+    if isinstance(node, ir.Integrate):
+        return [(node.y0, False), (node.dt, False), (node.steps, False)]
+    return []
+
+
+def rewrite_tail(node: ir.Expr, key: str) -> ir.Expr:
+    if isinstance(node, ir.Call) and node.fn == key:
+        return ir.Recur(args=node.args, key=key, span=node.span)
+    if isinstance(node, ir.If):
+        return attrs.evolve(node, then=rewrite_tail(node.then, key), orelse=rewrite_tail(node.orelse, key))
+    if isinstance(node, (ir.Let, ir.Letrec)):
+        return attrs.evolve(node, body=rewrite_tail(node.body, key))
+    return node
+
+
+__all__ = ["parse", "Parser", "NCError"]

@@ -1,0 +1,233 @@
+"""Text to forms: the only code in nc that looks at characters.
+
+Grammar (LANGUAGE.md section 1)::
+
+    datum   := number | boolean | symbol | '(' datum* ')' | '[' datum* ']'
+    boolean := '#t' | '#f'                     read as the numbers 1 and 0
+    comment := ';' ... end of line | '#|' ... '|#' (nestable) | '#;' datum
+
+``[a b c]`` reads as ``(vec a b c)``. The reader is iterative (an explicit stack), so the
+depth of the input never reaches Python's recursion limit; nesting deeper than `MAX_DEPTH`
+is a `LimitError` because later stages work on trees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import attrs
+
+from .errors import LimitError, ReadError, Source, Span
+
+MAX_DEPTH = 1000
+"""Deepest nesting of lists the reader accepts."""
+
+MAX_SOURCE_CHARS = 5_000_000
+"""Longest program text accepted, in characters."""
+
+SYMBOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&*/:<=>?^_~+-@.")
+DELIMITERS = frozenset("()[];\"'` \t\n\r\f\v")
+NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+NUMBER_LIKE_RE = re.compile(r"[+-]?\.?\d")
+
+
+@attrs.frozen(eq=False)
+class Sym:
+    name: str
+    span: Span
+
+
+@attrs.frozen(eq=False)
+class Num:
+    value: float
+    span: Span
+
+
+@attrs.frozen(eq=False)
+class Lst:
+    items: tuple[Form, ...]
+    span: Span
+    bracket: bool = False  # written as [ ... ]
+
+
+Form = Sym | Num | Lst
+
+
+# Hints for characters and spellings that other languages use.
+CHAR_HINTS = {
+    '"': "strings are not part of the nc language: programs compute with numbers only",
+    "'": "quote is not part of the nc language; write vectors as [1 2 3] or (vec 1 2 3)",
+    "`": "quasiquote is not part of the nc language",
+    ",": "commas are not separators in nc: separate arguments with spaces, as in (+ a b)",
+    "{": "braces are not part of the nc language; use ( ) or [ ] for vectors",
+    "}": "braces are not part of the nc language; use ( ) or [ ] for vectors",
+    "#": "only #t, #f, #| |# and #; start with '#'",
+}
+
+
+def read(source: Source | str) -> list[Form]:
+    """Read every top-level datum of ``source``."""
+    if isinstance(source, str):
+        source = Source(source)
+    if len(source.text) > MAX_SOURCE_CHARS:
+        raise LimitError(
+            f"the program is {len(source.text)} characters long; the limit is {MAX_SOURCE_CHARS}",
+            Span(source, 0, 1),
+        )
+    return _Reader(source).read_all()
+
+
+class _Reader:
+    def __init__(self, source: Source) -> None:
+        self.src = source
+        self.text = source.text
+        self.pos = 0
+
+    def span(self, start: int, end: int | None = None) -> Span:
+        return Span(self.src, start, self.pos if end is None else end)
+
+    def read_all(self) -> list[Form]:
+        # stack of (opening offset, closing char, items, is bracket); index 0 is the top level
+        stack: list[tuple[int, str, list[Form], bool]] = [(-1, "", [], False)]
+        skip_marks: list[int] = []  # stack depths at which a `#;` waits for its datum
+        for kind, start in self.tokens():
+            if kind in "([":
+                if len(stack) > MAX_DEPTH:
+                    raise LimitError(
+                        f"lists are nested more than {MAX_DEPTH} deep",
+                        self.span(start, start + 1),
+                        hint="split deep expressions with let* bindings",
+                    )
+                stack.append((start, ")" if kind == "(" else "]", [], kind == "["))
+                continue
+            if kind in ")]":
+                form = self.close(stack, kind, start)
+            elif kind == "#;":
+                skip_marks.append(len(stack))
+                continue
+            else:
+                form = self.atom(start)
+            if skip_marks and skip_marks[-1] == len(stack):
+                skip_marks.pop()
+                continue
+            stack[-1][2].append(form)
+        if len(stack) > 1:
+            open_at = stack[-1][0]
+            raise ReadError(
+                f"'{self.text[open_at]}' is never closed",
+                self.span(open_at, open_at + 1),
+                hint=f"add '{stack[-1][1]}' at the end of the expression it starts",
+            )
+        if skip_marks:
+            raise ReadError("'#;' has no datum to comment out", self.span(len(self.text), len(self.text)))
+        return stack[0][2]
+
+    def close(self, stack: list[tuple[int, str, list[Form], bool]], kind: str, start: int) -> Form:
+        if len(stack) == 1:
+            raise ReadError(f"unexpected '{kind}' with no open list", self.span(start, start + 1),
+                            hint="remove it, or add the matching opening bracket")
+        open_at, closer, items, bracket = stack.pop()
+        if kind != closer:
+            raise ReadError(
+                f"'{kind}' closes the '{self.text[open_at]}' opened at line "
+                f"{self.src.position(open_at)[0]}, column {self.src.position(open_at)[1]}",
+                self.span(start, start + 1),
+                hint=f"use '{closer}'",
+            )
+        span = self.span(open_at, start + 1)
+        if bracket:
+            return Lst((Sym("vec", self.span(open_at, open_at + 1)), *items), span, bracket=True)
+        return Lst(tuple(items), span)
+
+    def tokens(self) -> Iterator[tuple[str, int]]:
+        """Yield (kind, start) with kind one of ``( ) [ ] #;`` or ``atom``; skip comments."""
+        text, n = self.text, len(self.text)
+        while True:
+            self.skip_space_and_comments()
+            if self.pos >= n:
+                return
+            start, c = self.pos, text[self.pos]
+            if c in "()[]":
+                self.pos += 1
+                yield c, start
+            elif text.startswith("#;", start):
+                self.pos += 2
+                yield "#;", start
+            else:
+                self.pos = self.atom_end(start)
+                yield "atom", start
+
+    def skip_space_and_comments(self) -> None:
+        text, n = self.text, len(self.text)
+        while self.pos < n:
+            c = text[self.pos]
+            if c.isspace():
+                self.pos += 1
+            elif c == ";":
+                end = text.find("\n", self.pos)
+                self.pos = n if end == -1 else end + 1
+            elif text.startswith("#|", self.pos):
+                self.skip_block_comment()
+            else:
+                return
+
+    def skip_block_comment(self) -> None:
+        start, depth, text = self.pos, 0, self.text
+        while True:
+            opening, closing = text.find("#|", self.pos), text.find("|#", self.pos)
+            if closing == -1:
+                raise ReadError("'#|' block comment is never closed", self.span(start, start + 2),
+                                hint="end it with '|#'")
+            if opening != -1 and opening < closing:
+                depth += 1
+                self.pos = opening + 2
+            else:
+                depth -= 1
+                self.pos = closing + 2
+                if depth == 0:
+                    return
+
+    def atom_end(self, start: int) -> int:
+        text, n, i = self.text, len(self.text), start
+        while i < n and text[i] not in DELIMITERS:
+            i += 1
+        return max(i, start + 1)
+
+    def atom(self, start: int) -> Form:
+        word = self.text[start : self.pos]
+        span = self.span(start)
+        if word in ("#t", "#true"):
+            return Num(1.0, span)
+        if word in ("#f", "#false"):
+            return Num(0.0, span)
+        if NUMBER_RE.match(word):
+            return Num(float(word), span)
+        bad = next((i for i, ch in enumerate(word) if ch not in SYMBOL_CHARS), None)
+        if bad is not None:
+            raise self.bad_char(word, start, bad)
+        if NUMBER_LIKE_RE.match(word):
+            raise ReadError(f"'{word}' is not a number", span,
+                            hint="numbers look like 3, -2, 0.5, .5, 6.674e-11 or 1E3")
+        if word == "." or "." in word:
+            raise self.dotted(word, span)
+        return Sym(word, span)
+
+    def bad_char(self, word: str, start: int, index: int) -> ReadError:
+        ch = word[index]
+        span = self.span(start + index, start + index + 1)
+        if ch == "#" and index == 0:
+            return ReadError(f"'{word}' is not valid syntax", self.span(start), hint=CHAR_HINTS["#"])
+        hint = CHAR_HINTS.get(ch)
+        shown = ch if ch.isprintable() else repr(ch)
+        return ReadError(f"the character '{shown}' cannot appear in a program", span, hint=hint)
+
+    def dotted(self, word: str, span: Span) -> ReadError:
+        if word == ".":
+            return ReadError("'.' (dotted pairs) is not part of the nc language", span)
+        prefix, _, name = word.partition(".")
+        if prefix in ("math", "np", "numpy", "torch", "jnp", "tf", "scipy", "sp"):
+            return ReadError(f"'{word}' is not an nc name", span,
+                             hint=f"nc primitives have no module prefix: write ({name} ...)")
+        return ReadError(f"'{word}': '.' can appear only in numbers", span,
+                         hint="names may use letters, digits and ! $ % & * / : < = > ? ^ _ ~ + - @")

@@ -1,0 +1,99 @@
+"""Helpers that generated code calls, for operations with no single PyTorch call.
+
+Everything here is `torch.func`-safe: no ``.item()`` and no Python branching on tensor values,
+except the early exit of `masked_loop`, which is taken only when no transform is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch._C._functorch import is_functorch_wrapped_tensor
+
+
+def stack_last(*xs: torch.Tensor) -> torch.Tensor:
+    """Stack per-example scalars into a vector: ``torch.stack(torch.broadcast_tensors(*xs), -1)``."""
+    return torch.stack(torch.broadcast_tensors(*xs), dim=-1)
+
+
+def stack_rows(*rows: torch.Tensor) -> torch.Tensor:
+    """Stack per-example row vectors into a matrix."""
+    return torch.stack(torch.broadcast_tensors(*rows), dim=-2)
+
+
+def stack_axis(axis: int, *xs: torch.Tensor) -> torch.Tensor:
+    """Stack per-example values on a new axis ``axis`` (negative, counted from the end)."""
+    return torch.stack(torch.broadcast_tensors(*xs), dim=axis)
+
+
+def concat_last(*xs: torch.Tensor) -> torch.Tensor:
+    """Join vectors on the last axis after broadcasting their batch axes."""
+    batch = torch.broadcast_shapes(*(x.shape[:-1] for x in xs))
+    return torch.cat([x.expand(*batch, x.shape[-1]) for x in xs], dim=-1)
+
+
+def laplacian1d(u: torch.Tensor, dx: torch.Tensor | float) -> torch.Tensor:
+    """``(u[i-1] - 2 u[i] + u[i+1]) / dx^2`` at interior points and 0 at both ends."""
+    if u.shape[-1] < 3:
+        return torch.zeros_like(u)
+    inner = (u[..., :-2] - 2 * u[..., 1:-1] + u[..., 2:]) / (dx * dx)
+    return torch.nn.functional.pad(inner, (1, 1))
+
+
+def _transformed(t: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():
+        return True
+    return is_functorch_wrapped_tensor(t)
+
+
+def _align(mask: torch.Tensor, rank: int) -> torch.Tensor:
+    for _ in range(rank):
+        mask = mask.unsqueeze(-1)
+    return mask
+
+
+LoopBody = Callable[..., tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]]]
+
+
+def masked_loop(
+    body: LoopBody, state: Sequence[torch.Tensor], ranks: Sequence[int], value_rank: int, max_iter: int
+) -> torch.Tensor:
+    """Run a loop whose exit depends on values, element by element, for at most ``max_iter`` steps.
+
+    ``body(active, *state)`` returns ``(exit_mask, exit_value, next_state)``. Each batch element
+    stops changing once its own exit test holds; elements that never exit give NaN. Inputs of
+    finished elements enter the body as gradient-free copies so that the work still done on them
+    cannot put NaN into gradients. The loop ends early when all elements are done, unless a
+    `torch.func` transform or `torch.compile` is active (they need a data-independent trip count).
+    """
+    state = list(state)
+    done: torch.Tensor | None = None
+    result: torch.Tensor | None = None
+    for _ in range(max_iter):
+        if done is None:
+            active = torch.ones((), dtype=torch.bool, device=state[0].device)
+            inputs = state
+        else:
+            active = torch.logical_not(done)
+            inputs = [torch.where(_align(active, r), s, s.detach()) for s, r in zip(state, ranks)]
+        exit_mask, value, nxt = body(active, *inputs)
+        newly = torch.logical_and(exit_mask, active)
+        if result is None:
+            result = torch.full_like(value, float("nan"))
+        result = torch.where(_align(newly, value_rank), value, result)
+        done = newly if done is None else torch.logical_or(done, newly)
+        state = [torch.where(_align(done, r), s, n) for s, n, r in zip(state, nxt, ranks)]
+        if not _transformed(done) and bool(done.all()):
+            break
+    assert result is not None and done is not None
+    return torch.where(_align(done, value_rank), result, torch.full_like(result, float("nan")))
+
+
+def expand_batch(
+    result: torch.Tensor, inputs: Sequence[torch.Tensor], ranks: Sequence[int], rank: int
+) -> torch.Tensor:
+    """Give a result that ignores some inputs the batch axes of all of them, as vmap would."""
+    batches = [x.shape[: x.dim() - r] for x, r in zip(inputs, ranks)]
+    batch = torch.broadcast_shapes(result.shape[: result.dim() - rank], *batches)
+    return result.expand(tuple(batch) + tuple(result.shape[result.dim() - rank :]))

@@ -1,0 +1,425 @@
+"""The tracer: interprets the IR once, with symbolic values, into a recorded `Program`.
+
+Values are either *concrete* (float64 tensors on the CPU, known while tracing: literals,
+loop counters, ``(eye 3)``) or *traced* (`Var`, known only by per-example shape). Operations
+on concrete values fold; an ``if`` on a concrete test traces one branch; loops and recursion
+on concrete values unroll. Branches on traced tests are traced in a `Ctx` whose mask guards
+every outside value used inside (``where(mask, v, v.detach())``), so nothing from the branch
+not taken reaches a value or a gradient. Loops whose exit depends on traced values become one
+masked-loop equation (see `nc.loops`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import torch
+
+from . import ir
+from . import shapes as sh
+from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
+from .primitives import TABLE, Primitive, evaluator
+from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var
+
+Value = Var | torch.Tensor
+
+MAX_EQUATIONS = 2_000_000
+"""Most equations one trace may record (unrolled loops count every step)."""
+
+MAX_UNROLL = 100_000
+"""Most iterations a loop, recursion or integration with constant control is unrolled for."""
+
+MAX_RECURSION = 200
+"""Deepest static (constant-argument) recursion of a function that is not a tail loop."""
+
+F64 = torch.float64
+
+
+class Promote(Exception):
+    """Internal: an input used where a higher per-example rank is needed; retrace with more."""
+
+    def __init__(self, names: frozenset[str], rank: int) -> None:
+        super().__init__(names, rank)
+        self.names, self.rank = names, rank
+
+
+class SizeDependent(Exception):
+    """Internal: the compile-time pass met control flow on a size that only a call will know."""
+
+
+@attrs.define(eq=False)
+class Ctx:
+    """A branch or loop body: values used inside from outside are guarded by ``mask``."""
+
+    parent: Ctx | None
+    mask: Var | None  # bool, True where this branch is taken (None at the root)
+    region: Region | None  # the loop region this context records into (None: the program)
+    ident: int = 0
+
+
+class Env:
+    """Bindings of IR keys to values, chained lexically."""
+
+    __slots__ = ("vars", "parent")
+
+    def __init__(self, parent: Env | None = None) -> None:
+        self.vars: dict[Any, Any] = {}
+        self.parent = parent
+
+    def get(self, key: Any) -> Any:
+        env: Env | None = self
+        while env is not None:
+            if key in env.vars:
+                return env.vars[key]
+            env = env.parent
+        raise KeyError(key)
+
+
+@attrs.define
+class TailResult:
+    """What a loop body does for each element: exit with a value, or recur with a new state."""
+
+    exits: Value | bool  # True/False when the same for every element, else a bool mask Var
+    value: Value | None
+    state: list[Value] | None
+
+
+def is_concrete(v: Any) -> bool:
+    return isinstance(v, torch.Tensor)
+
+
+def pshape_of(v: Value) -> sh.Shape:
+    return v.pshape if isinstance(v, Var) else tuple(v.shape)
+
+
+class Tracer:
+    """Records one program for one signature (input per-example shapes, dtype, device)."""
+
+    def __init__(self, program: ir.Program, *, abstract: bool, max_iter: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.ir = program
+        self.functions = {f.key: f for f in program.functions}
+        self.constants_ir = {d.name: d for d in program.constants}
+        self.abstract = abstract  # compile-time pass: sizes may be unknown, nothing is lowered
+        self.max_iter = max_iter
+        self.dtype, self.device = dtype, device
+        self.ids = itertools.count()
+        self.ctx_ids = itertools.count(1)
+        self.root = Ctx(None, None, None)
+        self.ctx = self.root
+        self.eqns: list[Eqn] = []
+        self.top_eqns = self.eqns
+        self.count = 0
+        self.constants: list[torch.Tensor] = []
+        self.globals: dict[str, Value] = {}
+        self.evaluating: set[str] = set()
+        self.guards: dict[tuple[int, int], Var] = {}
+        self.aligned_masks: dict[tuple[int, int], Var] = {}
+        self.active: list[tuple[str, Ctx]] = []  # functions being inlined, with their entry context
+        self.fn_envs: dict[str, Env] = {}
+        self.inputs: dict[str, Value] = {}
+
+    # ---- entry --------------------------------------------------------------------------------
+    def run(self, inputs: dict[str, Var]) -> Program:
+        self.inputs = dict(inputs)
+        out = self.expr(self.ir.result, Env())
+        output = self.atom(out, tensor=True)
+        return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=self.top_eqns,
+                       output=output, constants=self.constants, dtype=self.dtype, device=self.device)
+
+    def new_var(self, pshape: sh.Shape, *, promo: frozenset[str] = frozenset(), sizedep: bool = False,
+                mask: bool = False) -> Var:
+        return Var(next(self.ids), tuple(pshape), self.ctx, promo, sizedep, mask)
+
+    # ---- recording ----------------------------------------------------------------------------
+    def record(self, prim: str, code: str, args: Sequence[Value | Atom], pshape: sh.Shape, span: Span | None,
+               *, params: dict[str, Any] | None = None, py_scalars: bool = False, mask: bool = False,
+               promo: frozenset[str] = frozenset(), guard: bool = True, region: Region | None = None) -> Var:
+        self.count += 1
+        if self.count > MAX_EQUATIONS:
+            raise LimitError(f"the program traces to more than {MAX_EQUATIONS} operations", span,
+                             hint="unrolled loops, recursion and integration steps each count")
+        atoms = tuple(self.atom(a, py_scalar=py_scalars) if not isinstance(a, Var) else
+                      (self.guard(a) if guard else a) for a in args)
+        sizedep = any(isinstance(a, Var) and a.sizedep for a in args)
+        out = self.new_var(pshape, promo=promo, sizedep=sizedep, mask=mask)
+        self.eqns.append(Eqn(prim, code, atoms, out, params or {}, span, region))
+        return out
+
+    def atom(self, v: Value | Atom, *, py_scalar: bool = False, tensor: bool = False) -> Atom:
+        """A recorded argument: Vars as they are, concrete values as literals or constants."""
+        if isinstance(v, (Var, Lit, ConstRef)):
+            return v
+        if py_scalar and v.dim() == 0 and v.dtype != torch.bool:
+            return Lit(float(v))
+        self.constants.append(v)
+        return ConstRef(len(self.constants) - 1, tuple(v.shape), v.dtype == torch.bool)
+
+    def guard(self, v: Var) -> Var:
+        """``v`` as seen from the current context: masked so that outside elements get no gradient."""
+        ctx = self.ctx
+        if v.ctx is ctx or ctx.mask is None or v.mask:
+            return v
+        key = (v.id, ctx.ident)
+        hit = self.guards.get(key)
+        if hit is not None:
+            return hit
+        self.ctx = ctx.parent  # type: ignore[assignment]
+        try:
+            outer = self.guard(v)
+        finally:
+            self.ctx = ctx
+        mask = self.mask_for(ctx.mask, v.rank)
+        g = self.record("%guard", TABLE["%guard"].code, (mask, outer), v.pshape, None, guard=False,
+                        promo=v.promo)
+        self.guards[key] = g
+        return g
+
+    def mask_for(self, mask: Var, rank: int) -> Var:
+        """A mask brought to per-example rank ``rank`` (size-1 axes added, or `any` over extra axes)."""
+        key = (mask.id, rank)
+        hit = self.aligned_masks.get(key)
+        if hit is not None:
+            return hit
+        out = mask
+        while out.rank > rank:
+            out = self.record("%any", TABLE["%any"].code, (out,), out.pshape[:-1], None, guard=False, mask=True)
+        if out.rank < rank:
+            out = self.align(out, rank, guard=False)
+        self.aligned_masks[key] = out
+        return out
+
+    def align(self, v: Var, rank: int, *, guard: bool = True) -> Var:
+        extra = rank - v.rank
+        code = TABLE["%align"].template(1, [v.pshape], {"rank": v.rank, "extra": extra})
+        return self.record("%align", code, (v,), (1,) * extra + v.pshape, None, guard=guard, mask=v.mask,
+                           promo=v.promo, params={"rank": v.rank, "extra": extra})
+
+    # ---- expressions --------------------------------------------------------------------------
+    def expr(self, node: ir.Expr, env: Env) -> Value:
+        method = getattr(self, "expr_" + type(node).__name__)
+        return method(node, env)  # type: ignore[no-any-return]
+
+    def expr_Const(self, node: ir.Const, env: Env) -> Value:
+        return torch.tensor(node.value, dtype=F64)
+
+    def expr_Local(self, node: ir.Local, env: Env) -> Value:
+        return env.get(node.key)  # type: ignore[no-any-return]
+
+    def expr_Input(self, node: ir.Input, env: Env) -> Value:
+        return self.inputs[node.name]
+
+    def expr_Global(self, node: ir.Global, env: Env) -> Value:
+        name = node.name
+        if name in self.globals:
+            return self.globals[name]
+        if name in self.evaluating:
+            raise NCTypeError(f"the definition of '{name}' refers to itself", node.span,
+                              hint="a constant cannot depend on its own value")
+        self.evaluating.add(name)
+        saved = (self.ctx, self.eqns)
+        self.ctx, self.eqns = self.root, self.top_eqns  # globals are values of the whole program
+        try:
+            value = self.expr(self.constants_ir[name].value, Env())
+        finally:
+            self.ctx, self.eqns = saved
+            self.evaluating.discard(name)
+        self.globals[name] = value
+        return value
+
+    def expr_Let(self, node: ir.Let, env: Env) -> Value:
+        inner = Env(env)
+        source = inner if node.sequential else env
+        for b in node.bindings:
+            inner.vars[b.key] = self.expr(b.value, source)
+        return self.expr(node.body, inner)
+
+    def expr_Letrec(self, node: ir.Letrec, env: Env) -> Value:
+        for fn in node.fns:
+            self.fn_envs[fn.key] = env
+        return self.expr(node.body, env)
+
+    def expr_If(self, node: ir.If, env: Env) -> Value:
+        test = self.expr(node.test, env)
+        choice = self.static_truth(test, node.test.span)
+        if choice is not None:
+            return self.expr(node.then if choice else node.orelse, env)
+        mask = self.truth_mask(test)
+        not_mask = self.record("%not", TABLE["%not"].code, (mask,), mask.pshape, None, mask=True, guard=False)
+        with self.branch(mask):
+            a = self.expr(node.then, env)
+        with self.branch(not_mask):
+            b = self.expr(node.orelse, env)
+        return self.select(mask, a, b, node.span)
+
+    def static_truth(self, test: Value, span: Span | None) -> bool | None:
+        """True/False when a test is decided while tracing, None when it depends on inputs."""
+        if isinstance(test, Var):
+            if test.sizedep and self.abstract:
+                raise SizeDependent()
+            return None
+        nonzero = test != 0
+        if bool(nonzero.all()):
+            return True
+        if not bool(nonzero.any()):
+            return False
+        return None
+
+    def truth_mask(self, test: Value) -> Var:
+        code = TABLE["%truth"].code
+        if isinstance(test, Var):
+            return self.record("%truth", code, (test,), test.pshape, None, mask=True, promo=test.promo)
+        const = self.atom(test != 0)
+        return self.record("%truth", "{0}", (const,), tuple(test.shape), None, mask=True)
+
+    @contextmanager
+    def branch(self, mask: Var) -> Iterator[None]:
+        """Trace inside a branch taken where ``mask`` holds."""
+        saved = self.ctx
+        self.ctx = Ctx(saved, mask, saved.region, next(self.ctx_ids))
+        try:
+            yield
+        finally:
+            self.ctx = saved
+
+    def select(self, mask: Value, a: Value, b: Value, span: Span | None) -> Value:
+        """``where(mask, a, b)`` with per-example ranks aligned."""
+        rank = max(len(pshape_of(mask)), len(pshape_of(a)), len(pshape_of(b)))
+        try:
+            pshape = sh.broadcast(pshape_of(mask), pshape_of(a), pshape_of(b))
+        except sh.ShapeMismatch as e:
+            raise ShapeError(f"the branches of this if do not fit together: {e}", span) from None
+        args = [self.align(v, rank) if isinstance(v, Var) and v.rank < rank and not v.mask else v for v in (a, b)]
+        m = self.mask_for(mask, rank) if isinstance(mask, Var) else mask
+        promo = frozenset().union(*(v.promo for v in (a, b) if isinstance(v, Var)))
+        return self.record("%where", TABLE["%where"].code, (m, *args), pshape, span, promo=promo)
+
+    # ---- calls of primitives ------------------------------------------------------------------
+    def expr_PrimCall(self, node: ir.PrimCall, env: Env) -> Value:
+        from .calls import prim_call
+
+        return prim_call(self, node, env)
+
+    def apply(self, prim: Primitive, args: list[Value], span: Span | None, *, code: str | None = None,
+              params: dict[str, Any] | None = None, ranks: Sequence[int] | None = None) -> Value:
+        """Apply one row to evaluated arguments: check shapes, fold or record."""
+        params = params or {}
+        self.check_ranks(prim, args, span, ranks)
+        shapes = [pshape_of(a) for a in args]
+        try:
+            out_shape = prim.shape(*shapes, **params)
+        except sh.ShapeMismatch as e:
+            raise ShapeError(f"{prim.name}: {e}", span) from None
+        template = code if code is not None else prim.template(len(args), shapes, params)
+        if all(is_concrete(a) for a in args):
+            return self.fold(prim, template, args, params, span)
+        if prim.align:
+            rank = sh.rank_of(shapes)
+            args = [self.align(a, rank) if isinstance(a, Var) and a.rank < rank else a for a in args]
+        promo: frozenset[str] = frozenset()
+        if prim.align or prim.family in ("elementwise", "arithmetic"):
+            promo = frozenset().union(*(a.promo for a in args if isinstance(a, Var)))
+        mask = False
+        return self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
+                           promo=promo, mask=mask)
+
+    def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
+             span: Span | None) -> torch.Tensor:
+        from .primitives import format_code
+
+        code = format_code(template, [f"{{{k}}}" for k in range(len(args))], {**params, "dt": "{dt}"})
+        try:
+            with torch.no_grad():
+                out = evaluator(code, len(args))(F64, *args)
+        except RuntimeError as e:
+            raise ShapeError(f"{prim.name}: {str(e).splitlines()[0]}", span) from None
+        return out.to(F64)
+
+    def check_ranks(self, prim: Primitive, args: list[Value], span: Span | None,
+                    ranks: Sequence[int] | None = None) -> None:
+        for i, a in enumerate(args):
+            need = ranks[i] if ranks is not None else prim.rank_needed(i)
+            if len(pshape_of(a)) < need and isinstance(a, Var) and a.promo:
+                raise Promote(a.promo, need)
+            if prim.scalar_args and isinstance(a, Var) and a.rank > 0:
+                raise ShapeError(f"{prim.name} stacks scalars, got {sh.show(a.pshape)}", span,
+                                 hint="use concat to join vectors")
+
+    # ---- user functions -----------------------------------------------------------------------
+    def expr_Call(self, node: ir.Call, env: Env) -> Value:
+        fn = self.functions[node.fn]
+        args = [self.expr(a, env) for a in node.args]
+        return self.call_function(fn, args, node.span)
+
+    def call_function(self, fn: ir.Function, args: list[Value], span: Span | None) -> Value:
+        from .loops import trace_loop
+
+        if fn.tail_loop:
+            return trace_loop(self, fn.key, list(fn.params), args, fn.body, self.fn_env(fn), span)
+        depth = 0
+        for key, ctx in self.active:
+            if key == fn.key:
+                depth += 1
+                if ctx is not self.ctx:
+                    self.recursion_on_inputs(fn, span)
+        if depth >= MAX_RECURSION:
+            raise LimitError(f"'{fn.name}' recurses more than {MAX_RECURSION} deep", span,
+                             hint="write the recursion as a tail call or a loop")
+        inner = Env(self.fn_env(fn))
+        for p, a in zip(fn.params, args):
+            inner.vars[p.key] = a
+        self.active.append((fn.key, self.ctx))
+        try:
+            return self.expr(fn.body, inner)
+        finally:
+            self.active.pop()
+
+    def recursion_on_inputs(self, fn: ir.Function, span: Span | None) -> None:
+        if self.abstract and any(isinstance(m, Var) and m.sizedep for m in self.ctx_masks()):
+            raise SizeDependent()
+        raise NCTypeError(
+            f"'{fn.name}' recurses on a value that depends on the inputs, and the call is not a tail call",
+            span, hint="rewrite it with an accumulator so that the recursive call is the last thing the "
+                       "function does (then it runs as a masked loop), or use (loop ...)")
+
+    def ctx_masks(self) -> list[Var | None]:
+        out, ctx = [], self.ctx
+        while ctx is not None:
+            out.append(ctx.mask)
+            ctx = ctx.parent  # type: ignore[assignment]
+        return out
+
+    def fn_env(self, fn: ir.Function) -> Env:
+        return self.fn_envs.get(fn.key) or Env()
+
+    # ---- loops and integration live in their own modules -------------------------------------
+    def expr_Loop(self, node: ir.Loop, env: Env) -> Value:
+        from .loops import trace_loop
+
+        inits = [self.expr(b.value, env) for b in node.bindings]
+        return trace_loop(self, node.key, list(node.bindings), inits, node.body, env, node.span)
+
+    def expr_Recur(self, node: ir.Recur, env: Env) -> Value:
+        raise NCError("recur outside a loop body", node.span)  # the parser makes this unreachable
+
+    def expr_Integrate(self, node: ir.Integrate, env: Env) -> Value:
+        from .integrate import trace_integrate
+
+        return trace_integrate(self, node, env)
+
+    def constant_int(self, v: Value, what: str, span: Span | None) -> int:
+        """A compile-time non-negative integer (ref indices, sizes, step counts)."""
+        if isinstance(v, Var):
+            if v.sizedep and self.abstract:
+                raise SizeDependent()
+            raise NCTypeError(f"{what} must be a constant, but it depends on the inputs", span)
+        if v.dim() != 0:
+            raise NCTypeError(f"{what} must be a single number, got {sh.show(tuple(v.shape))}", span)
+        x = float(v)
+        if not x.is_integer() or x < 0:
+            raise NCTypeError(f"{what} must be a non-negative integer, got {x:g}", span)
+        return int(x)
