@@ -23,6 +23,7 @@ from .errors import (
     SyntaxFormError,
     UnboundNameError,
 )
+from .fit import FitResult, ShootingLoss, fit, fit_many
 from .module import NcModule
 from .program import Program
 
@@ -54,7 +55,11 @@ __all__ = [
     "ShapeError",
     "SyntaxFormError",
     "UnboundNameError",
+    "FitResult",
+    "ShootingLoss",
     "compile",
+    "fit",
+    "fit_many",
     "compile_fn",
     "make_program",
 ]

@@ -33,13 +33,9 @@ def trace_integrate(tr: Tracer, node: ir.Integrate, env: Env) -> Value:
 
     def f(t: Value, state: Value) -> Value:
         out = tr.call_function(fn, [t, state], node.span)
-        if pshape_of(out) != pshape_of(state):
-            try:
-                if sh.broadcast(pshape_of(out), pshape_of(state)) != pshape_of(state):
-                    raise sh.ShapeMismatch("")
-            except sh.ShapeMismatch:
-                raise ShapeError(f"the function of {node.method} returns {sh.show(pshape_of(out))} for a state "
-                                 f"of {sh.show(pshape_of(state))}", node.span) from None
+        if not fits(pshape_of(out), pshape_of(state)):
+            raise ShapeError(f"the function of {node.method} returns {sh.show(pshape_of(out))} for a state "
+                             f"of {sh.show(pshape_of(state))}", node.span)
         return out
 
     states = [y]
@@ -58,6 +54,15 @@ def trace_integrate(tr: Tracer, node: ir.Integrate, env: Env) -> Value:
             y = ops.add(y, ops.mul(sixth, total))
         states.append(y)
     return stack(tr, states, pshape_of(states[0]), node.span)
+
+
+def fits(out: sh.Shape, state: sh.Shape) -> bool:
+    """Whether a derivative of shape ``out`` can update a state of shape ``state``."""
+    try:
+        joined = sh.broadcast(out, state)
+    except sh.ShapeMismatch:
+        return False
+    return len(joined) == len(state) and all(sh.same(a, b) for a, b in zip(joined, state))
 
 
 def stack(tr: Tracer, states: list[Value], pshape: sh.Shape, span: Span | None) -> Value:

@@ -81,12 +81,9 @@ def tail_branches(tr: Tracer, key: str, node: ir.If, test: Value, env: Env) -> T
         b = tail(tr, key, node.orelse, env)
     exits = merge_exits(tr, mask, not_mask, a.exits, b.exits)
     value = merge(tr, mask, a.value, b.value, node.span)
-    state = None
-    if a.state is not None or b.state is not None:
-        sa = a.state or b.state
-        sb = b.state or a.state
-        assert sa is not None and sb is not None
-        state = [tr.select(mask, x, y, node.span) for x, y in zip(sa, sb)]
+    state = a.state if b.state is None else b.state
+    if a.state is not None and b.state is not None:
+        state = [tr.select(mask, x, y, node.span) for x, y in zip(a.state, b.state)]
     return TailResult(exits, value, state)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from . import runtime
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var
+from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations
 
 
 @attrs.frozen
@@ -25,27 +25,6 @@ class Lowered:
     fn: Callable[..., torch.Tensor]
     source: str
     line_spans: dict[int, Any]  # generated line number -> span of the equation written there
-
-
-def live_equations(eqns: list[Eqn], needed: set[int]) -> list[Eqn]:
-    """The equations that ``needed`` (ids of Vars) depends on, in order; updates ``needed``."""
-    keep: list[Eqn] = []
-    for e in reversed(eqns):
-        if e.out.id not in needed:
-            continue
-        keep.append(e)
-        needed.update(a.id for a in e.args if isinstance(a, Var))
-        if e.region is not None:
-            needed.update(region_uses(e.region))
-    keep.reverse()
-    return keep
-
-
-def region_uses(region: Region) -> set[int]:
-    needed = {a.id for a in region.outputs if isinstance(a, Var)}
-    inner = live_equations(region.eqns, needed)
-    defined = {v.id for v in region.inputs} | {e.out.id for e in inner}
-    return needed - defined
 
 
 class CodeWriter:

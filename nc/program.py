@@ -86,6 +86,27 @@ class Program:
         return listing(self)
 
 
+def live_equations(eqns: list[Eqn], needed: set[int]) -> list[Eqn]:
+    """The equations that ``needed`` (ids of Vars) depends on, in order; updates ``needed``."""
+    keep: list[Eqn] = []
+    for e in reversed(eqns):
+        if e.out.id not in needed:
+            continue
+        keep.append(e)
+        needed.update(a.id for a in e.args if isinstance(a, Var))
+        if e.region is not None:
+            needed.update(region_uses(e.region))
+    keep.reverse()
+    return keep
+
+
+def region_uses(region: Region) -> set[int]:
+    needed = {a.id for a in region.outputs if isinstance(a, Var)}
+    inner = live_equations(region.eqns, needed)
+    defined = {v.id for v in region.inputs} | {e.out.id for e in inner}
+    return needed - defined
+
+
 def atom_text(a: Atom) -> str:
     if isinstance(a, Var):
         return f"v{a.id}"

@@ -23,7 +23,7 @@ from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
 from .primitives import TABLE, Primitive, evaluator
-from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var
+from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var, live_equations
 
 Value = Var | torch.Tensor
 
@@ -128,7 +128,9 @@ class Tracer:
         self.inputs = dict(inputs)
         out = self.expr(self.ir.result, Env())
         output = self.atom(out, tensor=True)
-        return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=self.top_eqns,
+        needed = {output.id} if isinstance(output, Var) else set()
+        eqns = live_equations(self.top_eqns, needed)
+        return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
                        output=output, constants=self.constants, dtype=self.dtype, device=self.device)
 
     def new_var(self, pshape: sh.Shape, *, promo: frozenset[str] = frozenset(), sizedep: bool = False,
@@ -162,7 +164,7 @@ class Tracer:
     def guard(self, v: Var) -> Var:
         """``v`` as seen from the current context: masked so that outside elements get no gradient."""
         ctx = self.ctx
-        if v.ctx is ctx or ctx.mask is None or v.mask:
+        if v.ctx is ctx or ctx.mask is None or v.mask or not self.is_outer(v.ctx):
             return v
         key = (v.id, ctx.ident)
         hit = self.guards.get(key)
@@ -178,6 +180,15 @@ class Tracer:
                         promo=v.promo)
         self.guards[key] = g
         return g
+
+    def is_outer(self, ctx: Ctx | None) -> bool:
+        """Whether ``ctx`` encloses the current context (values from inside branches are not guarded)."""
+        c = self.ctx.parent
+        while c is not None:
+            if c is ctx:
+                return True
+            c = c.parent
+        return False
 
     def mask_for(self, mask: Var, rank: int) -> Var:
         """A mask brought to per-example rank ``rank`` (size-1 axes added, or `any` over extra axes)."""
