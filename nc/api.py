@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,12 +28,30 @@ class CompiledFunction:
     def __init__(self, compiled: Compiled) -> None:
         self._compiled = compiled
         self.inputs: tuple[str, ...] = compiled.names
+        self._n = len(compiled.names)
         self.__name__ = "nc_program"
         self.__doc__ = f"nc program of ({', '.join(self.inputs)})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        fast = self._fast
+        if fast is not None and not kwargs and len(args) == self._n:
+            # The common call: tensors in order. The generic function checks ranks itself; any
+            # failure (or a non-tensor result from Python-number inputs) takes the checked path,
+            # which converts arguments and raises precise errors.
+            try:
+                out = fast(*args)
+            except Exception:  # noqa: BLE001 - re-run on the checked path, which reports it
+                pass
+            else:
+                if type(out) is torch.Tensor:
+                    return out
         values = bind_arguments(self._compiled, self.inputs, args, kwargs)
         return self._compiled.run(values)
+
+    @functools.cached_property
+    def _fast(self) -> Any:
+        generic = self._compiled.generic
+        return generic.fn if generic is not None else None
 
     @property
     def ranks(self) -> dict[str, int]:

@@ -39,6 +39,7 @@ def vlen(tr: Tracer, v: Value, span: object) -> Value:
     if not shape:
         raise ShapeError(f"vlen needs a vector, got {show(shape)}", span)  # type: ignore[arg-type]
     if shape[-1] is None:
+        tr.size_dependent = True  # the compile-time program cannot serve calls of every size
         return tr.new_var((), sizedep=True)
     return torch.tensor(float(shape[-1]), dtype=F64)
 

@@ -62,6 +62,8 @@ class Compiled:
         self.ranks: dict[str, int] = {n: len(self.declared.get(n, ())) for n in self.names}
         self.cache: dict[tuple[Any, ...], Lowered] = {}
         self.programs: dict[tuple[Any, ...], Program] = {}
+        self.generic_program: Program | None = None  # serves every call when sizes do not matter
+        self._generic: Lowered | None = None
         with deep_recursion():
             self.infer_ranks()
 
@@ -89,17 +91,33 @@ class Compiled:
 
     # ---- ranks ---------------------------------------------------------------------------------
     def infer_ranks(self) -> None:
-        """Trace once with sizes left open to find per-example ranks and report early errors."""
+        """Trace once with sizes left open to find per-example ranks and report early errors.
+
+        When that trace needs no size (none declared, none asked for by the program), its
+        program serves every call: see `generic`.
+        """
         for _ in range(MAX_RETRACE):
             pshapes = {n: self.declared.get(n, (None,) * self.ranks[n]) for n in self.names}
             try:
-                self.trace(pshapes, abstract=True, dtype=torch.get_default_dtype(), device=torch.device("cpu"))
+                program, tracer = self.trace(pshapes, abstract=True, dtype=torch.get_default_dtype(),
+                                             device=torch.device("cpu"))
             except Promote as p:
                 self.promote(p)
                 continue
             except SizeDependent:
                 return  # the rest is known only when a call gives sizes
+            sized = any(d is not None for shape in self.declared.values() for d in shape)
+            if not tracer.size_dependent and not sized:
+                self.generic_program = program
             return
+
+    @property
+    def generic(self) -> Lowered | None:
+        """The lowered function for every call (dtype and device from the inputs), if there is one."""
+        if self._generic is None and self.generic_program is not None:
+            with deep_recursion():
+                self._generic = lower(self.generic_program, generic=True)
+        return self._generic
 
     def promote(self, p: Promote) -> None:
         for n in p.names:
@@ -108,13 +126,13 @@ class Compiled:
                 raise ShapeError(f"input '{n}' would need more than {MAX_RANK} axes per example", self.spans[n])
 
     def trace(self, pshapes: Mapping[str, Shape], *, abstract: bool, dtype: torch.dtype,
-              device: torch.device) -> Program:
+              device: torch.device) -> tuple[Program, Tracer]:
         tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device)
         inputs = {}
         for n in self.names:
             promo = frozenset() if n in self.declared else frozenset([n])
             inputs[n] = Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, promo)
-        return tracer.run(inputs)
+        return tracer.run(inputs), tracer
 
     # ---- calls ---------------------------------------------------------------------------------
     def run(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -145,7 +163,7 @@ class Compiled:
         for _ in range(MAX_RETRACE):
             pshapes = self.split_shapes(values)
             try:
-                return self.trace(pshapes, abstract=False, dtype=dtype, device=device)
+                return self.trace(pshapes, abstract=False, dtype=dtype, device=device)[0]
             except Promote as p:
                 self.promote(p)
         raise CallError("could not settle the per-example ranks of the inputs")  # pragma: no cover

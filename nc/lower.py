@@ -9,6 +9,7 @@ comment in a program cannot inject code. Dead equations are dropped first; that 
 from __future__ import annotations
 
 import linecache
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -72,8 +73,13 @@ class CodeWriter:
                           f"{p['max_iter']!r})", e.span)
 
 
-def lower(program: Program, *, expand_to_inputs: tuple[int, ...] | None = None) -> Lowered:
-    """Compile ``program`` to a Python function of its inputs (in order)."""
+def lower(program: Program, *, generic: bool = False) -> Lowered:
+    """Compile ``program`` to a Python function of its inputs (in order).
+
+    A *generic* function takes its dtype and device from the inputs at every call (constants
+    come from a per-dtype cache), so one function serves every signature with the same ranks;
+    it first checks each input's rank and raises `RankMismatch` if one is too small.
+    """
     w = CodeWriter(program)
     out = program.output
     needed = {out.id} if isinstance(out, Var) else set()
@@ -88,9 +94,13 @@ def lower(program: Program, *, expand_to_inputs: tuple[int, ...] | None = None) 
         rank = len(out.pshape) if isinstance(out, (Var, ConstRef)) else 0
         result = f"_rt.expand_batch({result}, ({args}), {ranks!r}, {rank})"
     w.emit("    ", f"return {result}")
+    body = "\n".join(w.lines)
+    prologue = generic_prologue(program, body) if generic else []
+    for _ in prologue:  # keep the line -> span map right
+        w.spans = {k + 1: v for k, v in w.spans.items()}
     params = ", ".join(f"v{v.id}" for v in program.inputs)
-    source = f"def nc_program({params}):\n" + "\n".join(w.lines) + "\n"
-    namespace = globals_for(program)
+    source = f"def nc_program({params}):\n" + "".join(line + "\n" for line in prologue) + body + "\n"
+    namespace = globals_for(program, generic)
     filename = f"<nc-generated-{id(w)}>"
     code = compile(source, filename, "exec")
     # Registered so that tracebacks and inspect can show the generated lines.
@@ -99,8 +109,27 @@ def lower(program: Program, *, expand_to_inputs: tuple[int, ...] | None = None) 
     return Lowered(namespace["nc_program"], source, w.spans)
 
 
-def globals_for(program: Program) -> dict[str, Any]:
-    ns: dict[str, Any] = {"torch": torch, "_rt": runtime, "DT": program.dtype}
+def generic_prologue(program: Program, body: str) -> list[str]:
+    lines = []
+    for v in program.inputs:
+        if v.rank:
+            lines.append(f"    if v{v.id}.dim() < {v.rank}: raise _rt.RankMismatch()")
+    uses_consts = bool(re.search(r"\bc\d+\b", body))
+    if uses_consts or "DT" in body:
+        args = "".join(f"v{v.id}, " for v in program.inputs)
+        lines.append(f"    DT, DEV = _rt.dtype_device(({args}))")
+    if uses_consts:
+        names = "".join(f"c{i}, " for i in range(len(program.constants)))
+        lines.append(f"    {names}= CONSTANTS(DT, DEV)")
+    return lines
+
+
+def globals_for(program: Program, generic: bool) -> dict[str, Any]:
+    ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
+    if generic:
+        ns["CONSTANTS"] = runtime.ConstantCache(program.constants)
+        return ns
+    ns["DT"] = program.dtype
     for i, c in enumerate(program.constants):
         if c.dtype == torch.bool:
             ns[f"c{i}"] = c.to(program.device)

@@ -12,6 +12,37 @@ import torch
 from torch._C._functorch import is_functorch_wrapped_tensor
 
 
+class RankMismatch(Exception):
+    """An input has fewer axes than its per-example rank: the caller takes the checked path."""
+
+
+def dtype_device(inputs: Sequence[object]) -> tuple[torch.dtype, torch.device]:
+    """The computation dtype (PyTorch promotion of the tensor inputs) and device."""
+    dtype: torch.dtype | None = None
+    device = None
+    for x in inputs:
+        if isinstance(x, torch.Tensor):
+            dtype = x.dtype if dtype is None else torch.promote_types(dtype, x.dtype)
+            device = x.device if device is None else device
+    return (dtype or torch.get_default_dtype()), (device or torch.device("cpu"))
+
+
+class ConstantCache:
+    """A program's constant tensors, made once per (dtype, device)."""
+
+    def __init__(self, constants: Sequence[torch.Tensor]) -> None:
+        self.constants = list(constants)
+        self.made: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    def __call__(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        hit = self.made.get((dtype, device))
+        if hit is None:
+            hit = tuple(c.to(device) if c.dtype == torch.bool else c.to(dtype=dtype, device=device)
+                        for c in self.constants)
+            self.made[(dtype, device)] = hit
+        return hit
+
+
 def stack_last(*xs: torch.Tensor) -> torch.Tensor:
     """Stack per-example scalars into a vector: ``torch.stack(torch.broadcast_tensors(*xs), -1)``."""
     return torch.stack(torch.broadcast_tensors(*xs), dim=-1)

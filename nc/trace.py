@@ -122,6 +122,7 @@ class Tracer:
         self.active: list[tuple[str, Ctx]] = []  # functions being inlined, with their entry context
         self.fn_envs: dict[str, Env] = {}
         self.inputs: dict[str, Value] = {}
+        self.size_dependent = False
 
     # ---- entry --------------------------------------------------------------------------------
     def run(self, inputs: dict[str, Var]) -> Program:
