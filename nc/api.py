@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .compiled import Compiled, ShapeSpec, deep_recursion
-from .errors import CallError, Span
+from .errors import CallError, NCError, Span
 from .program import Program
 from .suggest import closest
 
@@ -40,6 +40,8 @@ class CompiledFunction:
             # which converts arguments and raises precise errors.
             try:
                 out = fast(*args)
+            except NCError:
+                raise
             except Exception:  # noqa: BLE001 - re-run on the checked path, which reports it
                 pass
             else:
@@ -76,7 +78,7 @@ class CompiledFunction:
 
 
 def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,
-               name: str = "<program>") -> CompiledFunction:
+               name: str = "<program>", check_domain: bool = False) -> CompiledFunction:
     """Compile an nc program to a pure function of tensors.
 
     Args:
@@ -85,11 +87,14 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
             size left open. Inputs not named get their rank from the program, else 0.
         max_iter: the most iterations of a loop whose exit depends on the inputs.
         name: the file name shown in error messages.
+        check_domain: raise `nc.DomainError` when an input leaves a primitive's domain (sqrt of
+            a negative, log of a non-positive, division by zero, ...), except where an enclosing
+            ``if`` masks it out. Eager mode only (it raises on data); off by default, at no cost.
 
     Raises:
         nc.NCError: for any error in the program, with line and column.
     """
-    return CompiledFunction(Compiled(src, shapes=shapes, max_iter=max_iter, name=name))
+    return CompiledFunction(Compiled(src, shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain))
 
 
 def make_program(src: str, *args: Any, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,

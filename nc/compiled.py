@@ -48,7 +48,8 @@ class Compiled:
     """A program compiled for calls with tensors in ``self.names`` order."""
 
     def __init__(self, source: str, *, shapes: ShapeSpec | None = None, max_iter: int = 1000,
-                 name: str = "<program>", promote: Sequence[str] = (), fixed: Mapping[str, Shape] | None = None):
+                 name: str = "<program>", promote: Sequence[str] = (), fixed: Mapping[str, Shape] | None = None,
+                 check_domain: bool = False):
         if not isinstance(source, str):
             raise CallError(f"a program is a string of nc source, got {type(source).__name__}")
         if not isinstance(max_iter, int) or max_iter < 1:
@@ -58,6 +59,7 @@ class Compiled:
         self.names: tuple[str, ...] = self.ir.inputs
         self.spans: dict[str, Span | None] = dict(zip(self.ir.inputs, self.ir.input_spans))  # type: ignore[arg-type]
         self.max_iter = max_iter
+        self.check_domain = bool(check_domain)
         self.declared: dict[str, Shape] = {**self.check_shapes(shapes), **(fixed or {})}
         self.ranks: dict[str, int] = {n: len(self.declared.get(n, ())) for n in self.names}
         self.cache: dict[tuple[Any, ...], Lowered] = {}
@@ -107,7 +109,7 @@ class Compiled:
             except SizeDependent:
                 return  # the rest is known only when a call gives sizes
             sized = any(d is not None for shape in self.declared.values() for d in shape)
-            if not tracer.size_dependent and not sized:
+            if not tracer.size_dependent and not sized and not self.check_domain:
                 self.generic_program = program
             return
 
@@ -127,7 +129,8 @@ class Compiled:
 
     def trace(self, pshapes: Mapping[str, Shape], *, abstract: bool, dtype: torch.dtype,
               device: torch.device) -> tuple[Program, Tracer]:
-        tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device)
+        tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device,
+                        check_domain=self.check_domain and not abstract)
         inputs = {}
         for n in self.names:
             promo = frozenset() if n in self.declared else frozenset([n])
@@ -142,6 +145,8 @@ class Compiled:
             entry = self.build(values, key)
         try:
             return entry.fn(*values)
+        except NCError:
+            raise
         except (RuntimeError, IndexError, ValueError) as e:
             raise self.runtime_error(e, entry) from e
 

@@ -126,6 +126,10 @@ def generic_prologue(program: Program, body: str) -> list[str]:
 
 def globals_for(program: Program, generic: bool) -> dict[str, Any]:
     ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
+    if program.domain_sites:
+        from .domains import DomainSites
+
+        ns["DOMAIN"] = DomainSites(program.domain_sites)
     if generic:
         ns["CONSTANTS"] = runtime.ConstantCache(program.constants)
         return ns

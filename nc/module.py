@@ -12,7 +12,7 @@ from torch import nn
 from . import ir
 from .api import DEFAULT_MAX_ITER, bind_arguments
 from .compiled import Compiled, ShapeSpec
-from .errors import CallError, NCTypeError
+from .errors import CallError, NCError, NCTypeError
 from .parse import parse
 from .program import Var
 from .trace import Env, Tracer
@@ -29,17 +29,20 @@ class NcModule(nn.Module):
     """
 
     def __init__(self, src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
-                 shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>") -> None:
+                 shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>",
+                 check_domain: bool = False) -> None:
         super().__init__()
         params = dict(params or {})
         trainable = list(trainable or [])
         if isinstance(trainable, str):
             trainable = [trainable]
         self.source = src
-        self.options = {"shapes": dict(shapes or {}), "max_iter": max_iter, "name": name}
+        self.options = {"shapes": dict(shapes or {}), "max_iter": max_iter, "name": name,
+                        "check_domain": check_domain}
         initial = {**trainable_values(src, trainable, name), **{k: as_param_value(k, v) for k, v in params.items()}}
         fixed = {k: tuple(v.shape) for k, v in initial.items()}
-        self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed)
+        self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed,
+                                  check_domain=check_domain)
         for key in params:
             if key not in self._compiled.names:
                 raise CallError(f"params= names '{key}', which is not a free name of the program "
@@ -63,6 +66,8 @@ class NcModule(nn.Module):
                 given = (*args, *[table[n] for n in self.param_names])
                 try:
                     out = generic.fn(*[given[i] for i in self._order])
+                except NCError:
+                    raise
                 except Exception:  # noqa: BLE001 - re-run on the checked path, which reports it
                     pass
                 else:

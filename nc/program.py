@@ -81,6 +81,7 @@ class Program:
     constants: list[torch.Tensor]  # float64 (or bool) on the CPU; cast when lowered
     dtype: torch.dtype
     device: torch.device
+    domain_sites: list[Any] = attrs.field(factory=list)  # (template, primitive, span) per checked call
 
     def listing(self) -> str:
         return listing(self)
@@ -90,7 +91,7 @@ def live_equations(eqns: list[Eqn], needed: set[int]) -> list[Eqn]:
     """The equations that ``needed`` (ids of Vars) depends on, in order; updates ``needed``."""
     keep: list[Eqn] = []
     for e in reversed(eqns):
-        if e.out.id not in needed:
+        if e.out.id not in needed and not e.params.get("effect"):
             continue
         keep.append(e)
         needed.update(a.id for a in e.args if isinstance(a, Var))
@@ -123,7 +124,7 @@ def type_text(v: Var) -> str:
 def _eqn_lines(eqns: list[Eqn], indent: str) -> list[str]:
     lines = []
     for e in eqns:
-        params = "".join(f" {k}={v}" for k, v in e.params.items() if k != "region")
+        params = "".join(f" {k}={v}" for k, v in e.params.items() if k not in ("region", "effect"))
         where = f"    ; {e.span.line}:{e.span.column}" if e.span is not None else ""
         args = " ".join(atom_text(a) for a in e.args)
         lines.append(f"{indent}v{e.out.id}:{type_text(e.out)} = {e.prim}{params} {args}{where}".rstrip())

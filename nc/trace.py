@@ -100,7 +100,7 @@ class Tracer:
     """Records one program for one signature (input per-example shapes, dtype, device)."""
 
     def __init__(self, program: ir.Program, *, abstract: bool, max_iter: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
+                 device: torch.device, check_domain: bool = False) -> None:
         self.ir = program
         self.functions = {f.key: f for f in program.functions}
         self.constants_ir = {d.name: d for d in program.constants}
@@ -123,6 +123,9 @@ class Tracer:
         self.fn_envs: dict[str, Env] = {}
         self.inputs: dict[str, Value] = {}
         self.size_dependent = False
+        self.check_domain = check_domain
+        self.domain_sites: list[tuple[str, str, Span | None]] = []
+        self.path_masks: dict[tuple[int, int], Var] = {}
 
     # ---- entry --------------------------------------------------------------------------------
     def run(self, inputs: dict[str, Var]) -> Program:
@@ -132,7 +135,8 @@ class Tracer:
         needed = {output.id} if isinstance(output, Var) else set()
         eqns = live_equations(self.top_eqns, needed)
         return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
-                       output=output, constants=self.constants, dtype=self.dtype, device=self.device)
+                       output=output, constants=self.constants, dtype=self.dtype, device=self.device,
+                       domain_sites=self.domain_sites)
 
     def new_var(self, pshape: sh.Shape, *, promo: frozenset[str] = frozenset(), sizedep: bool = False,
                 mask: bool = False) -> Var:
@@ -335,9 +339,45 @@ class Tracer:
         promo: frozenset[str] = frozenset()
         if prim.align or prim.family in ("elementwise", "arithmetic"):
             promo = frozenset().union(*(a.promo for a in args if isinstance(a, Var)))
-        mask = False
+        if self.check_domain:
+            self.domain_check(prim, template, args, span)
         return self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
-                           promo=promo, mask=mask)
+                           promo=promo)
+
+    def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
+        """Record a check that the arguments are in the primitive's domain where this code runs."""
+        from .domains import rule_for
+
+        if rule_for(template) is None:
+            return
+        rank = max(len(pshape_of(a)) for a in args)
+        mask = self.path_mask(rank)
+        self.domain_sites.append((template, prim.name, span))
+        site = len(self.domain_sites) - 1
+        head = [mask] if mask is not None else []
+        code = f"DOMAIN({site}, {'{0}' if mask is not None else 'None'}, " + \
+            ", ".join(f"{{{k + len(head)}}}" for k in range(len(args))) + ")"
+        self.record("%domain", code, [*head, *args], (), span, params={"effect": True})
+
+    def path_mask(self, rank: int) -> Var | None:
+        """The mask of the elements the current code runs for (the and of enclosing branches and loops)."""
+        masks = []
+        ctx: Ctx | None = self.ctx
+        while ctx is not None:
+            if ctx.mask is not None:
+                masks.append(ctx.mask)
+            ctx = ctx.parent
+        if not masks:
+            return None
+        key = (self.ctx.ident, rank)
+        if key not in self.path_masks:
+            aligned = [self.mask_for(m, min(rank, m.rank)) for m in masks]
+            out = aligned[0]
+            for m in aligned[1:]:
+                out = self.record("%and", TABLE["%and"].code, (out, m), sh.broadcast(out.pshape, m.pshape), None,
+                                  guard=False, mask=True)
+            self.path_masks[key] = out
+        return self.path_masks[key]
 
     def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
              span: Span | None) -> torch.Tensor:
