@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +28,9 @@ class CompiledFunction:
         self._compiled = compiled
         self.inputs: tuple[str, ...] = compiled.names
         self._n = len(compiled.names)
+        # Lowered now, not at the first call, so that torch.compile traces a call straight through.
+        generic = compiled.generic
+        self._fast = generic.fn if generic is not None else None
         self.__name__ = "nc_program"
         self.__doc__ = f"nc program of ({', '.join(self.inputs)})"
 
@@ -50,10 +52,6 @@ class CompiledFunction:
         values = bind_arguments(self._compiled, self.inputs, args, kwargs)
         return self._compiled.run(values)
 
-    @functools.cached_property
-    def _fast(self) -> Any:
-        generic = self._compiled.generic
-        return generic.fn if generic is not None else None
 
     @property
     def ranks(self) -> dict[str, int]:

@@ -39,8 +39,12 @@ def vlen(tr: Tracer, v: Value, span: object) -> Value:
     if not shape:
         raise ShapeError(f"vlen needs a vector, got {show(shape)}", span)  # type: ignore[arg-type]
     if shape[-1] is None:
-        tr.size_dependent = True  # the compile-time program cannot serve calls of every size
-        return tr.new_var((), sizedep=True)
+        # Unknown until a call: read the size at run time. Control flow on it is not possible
+        # without the size (the tracer raises SizeDependent there, and calls are traced per shape).
+        code = "torch.full((), {0}.shape[-1], dtype={dt}, device={0}.device)"
+        out = tr.record("%vlen", code, [v], (), span)  # type: ignore[arg-type]
+        out.sizedep = True
+        return out
     return torch.tensor(float(shape[-1]), dtype=F64)
 
 

@@ -101,7 +101,7 @@ class Compiled:
         for _ in range(MAX_RETRACE):
             pshapes = {n: self.declared.get(n, (None,) * self.ranks[n]) for n in self.names}
             try:
-                program, tracer = self.trace(pshapes, abstract=True, dtype=torch.get_default_dtype(),
+                program, _ = self.trace(pshapes, abstract=True, dtype=torch.get_default_dtype(),
                                              device=torch.device("cpu"))
             except Promote as p:
                 self.promote(p)
@@ -109,7 +109,7 @@ class Compiled:
             except SizeDependent:
                 return  # the rest is known only when a call gives sizes
             sized = any(d is not None for shape in self.declared.values() for d in shape)
-            if not tracer.size_dependent and not sized and not self.check_domain:
+            if not sized and not self.check_domain:
                 self.generic_program = program
             return
 
@@ -117,8 +117,7 @@ class Compiled:
     def generic(self) -> Lowered | None:
         """The lowered function for every call (dtype and device from the inputs), if there is one."""
         if self._generic is None and self.generic_program is not None:
-            with deep_recursion():
-                self._generic = lower(self.generic_program, generic=True)
+            self._generic = lower(self.generic_program, generic=True)
         return self._generic
 
     def promote(self, p: Promote) -> None:

@@ -250,7 +250,7 @@ def _make_optimizer(params: list[Tensor], opts: _Options) -> torch.optim.Optimiz
     if opts.optimizer == "adam":
         return torch.optim.Adam(params, lr=opts.lr, **opts.optimizer_options)
     double = params[0].dtype == torch.float64
-    lbfgs = {"max_iter": 20, "history_size": 50, "line_search_fn": "strong_wolfe",
+    lbfgs = {"max_iter": 20, "history_size": 100, "line_search_fn": "strong_wolfe",
              "tolerance_grad": 1e-12 if double else 1e-7, "tolerance_change": 1e-16 if double else 1e-9}
     lbfgs["max_eval"] = 25 * lbfgs["max_iter"]  # never binding, so an early stop means convergence
     return torch.optim.LBFGS(params, lr=opts.lr, **{**lbfgs, **opts.optimizer_options})
@@ -318,9 +318,10 @@ def _run(model: nn.Module, params: list[Tensor], data: _Data, loss: LossFn, opts
             v, stop = _adam_epoch(model, opt, params, data, loss, opts, gen)
         else:
             v, stop = _lbfgs_epoch(model, opt, params, data, loss, opts)
+        stuck = opts.optimizer == "lbfgs" and bool(history) and history[-1] - v <= 1e-12 * abs(history[-1])
         history.append(v)
         bar.update(epoch + 1, v)
-        if stop:
+        if stop or stuck:
             converged = math.isfinite(v)
             break
         if sched is not None:

@@ -122,7 +122,6 @@ class Tracer:
         self.active: list[tuple[str, Ctx]] = []  # functions being inlined, with their entry context
         self.fn_envs: dict[str, Env] = {}
         self.inputs: dict[str, Value] = {}
-        self.size_dependent = False
         self.check_domain = check_domain
         self.domain_sites: list[tuple[str, str, Span | None]] = []
         self.path_masks: dict[tuple[int, int], Var] = {}
