@@ -14,7 +14,7 @@ import torch
 from . import ir
 from . import shapes as sh
 from .errors import LimitError, ShapeError, Span
-from .primitives import TABLE
+from .primitives import TABLE, code_of
 from .program import Var
 from .trace import F64, MAX_UNROLL, Env, Tracer, Value, pshape_of
 
@@ -70,8 +70,7 @@ def stack(tr: Tracer, states: list[Value], pshape: sh.Shape, span: Span | None) 
     states = [tr.align(s, rank) if isinstance(s, Var) and s.rank < rank else s for s in states]
     if all(isinstance(s, torch.Tensor) for s in states):
         return torch.stack(torch.broadcast_tensors(*states), dim=-(rank + 1))  # type: ignore[arg-type]
-    row = TABLE["%stack"]
-    return tr.record("%stack", row.code, states, (len(states), *pshape), span, params={"axis": -(rank + 1)})
+    return tr.record("%stack", code_of("%stack"), states, (len(states), *pshape), span, params={"axis": -(rank + 1)})
 
 
 class Arith:

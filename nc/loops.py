@@ -15,7 +15,7 @@ import torch
 from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCTypeError, ShapeError, Span
-from .primitives import TABLE
+from .primitives import code_of
 from .program import Region, Var
 from .trace import MAX_UNROLL, Ctx, Env, SizeDependent, TailResult, Tracer, Value, pshape_of
 
@@ -74,7 +74,7 @@ def tail_branches(tr: Tracer, key: str, node: ir.If, test: Value, env: Env) -> T
     if mask.rank:
         raise ShapeError("the exit test of a loop must be one number per example, got "
                          f"{sh.show(mask.pshape)}", node.test.span)
-    not_mask = tr.record("%not", TABLE["%not"].code, (mask,), (), None, mask=True, guard=False)
+    not_mask = tr.record("%not", code_of("%not"), (mask,), (), None, mask=True, guard=False)
     with tr.branch(mask):
         a = tail(tr, key, node.then, env)
     with tr.branch(not_mask):
@@ -97,7 +97,7 @@ def merge_exits(tr: Tracer, mask: Var, not_mask: Var, a: Value | bool, b: Value 
     if a is False and b is True:
         return not_mask
     pa, pb = (tr.atom(torch.tensor(x)) if isinstance(x, bool) else x for x in (a, b))
-    return tr.record("%where", TABLE["%where"].code, (mask, pa, pb), (), None, mask=True)
+    return tr.record("%where", code_of("%where"), (mask, pa, pb), (), None, mask=True)
 
 
 def merge(tr: Tracer, mask: Var, a: Value | None, b: Value | None, span: Span | None) -> Value | None:

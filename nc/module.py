@@ -88,7 +88,7 @@ class NcModule(nn.Module):
 
     def to_source(self) -> str:
         """The program with every parameter as a top-level ``(define name value)`` at its current value."""
-        program = parse(self.source, name=self.options["name"])
+        program = parse(self.source, name=str(self.options["name"]))
         text = self.source
         cuts = sorted((d.form_span.start, d.form_span.end) for d in program.constants
                       if d.name in self.trainable_names and d.form_span is not None)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from . import ir
-from .errors import ArityError, NCError, NCTypeError, SyntaxFormError, UnboundNameError
+from .errors import ArityError, NCError, NCTypeError, Source, Span, SyntaxFormError, UnboundNameError
 from .primitives import PUBLIC_NAMES, lookup
 from .reader import Form, Lst, Num, Sym, read
 from .suggest import hint_for
@@ -46,7 +46,7 @@ class Owner:
     """A top-level item and what it refers to, for computing the inputs of a program."""
 
     globals_used: set[str] = attrs.field(factory=set)
-    free: list[tuple[int, str, object]] = attrs.field(factory=list)
+    free: list[tuple[int, str, Span]] = attrs.field(factory=list)
 
 
 class Scope:
@@ -76,14 +76,12 @@ class Scope:
 
 def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = ()) -> ir.Program:
     """Read and parse a program. Top-level constants named in ``promote`` become inputs."""
-    from .errors import Source
-
     source = Source(source_text, name)
     return Parser(source, frozenset(promote)).program(read(source))
 
 
 class Parser:
-    def __init__(self, source: object, promote: frozenset[str]) -> None:
+    def __init__(self, source: Source, promote: frozenset[str]) -> None:
         self.source = source
         self.promote = promote
         self.keys = itertools.count()
@@ -113,12 +111,10 @@ class Parser:
         inputs, spans = self.inputs(lambda_params)
         return ir.Program(constants=tuple(self.constants.values()), functions=tuple(self.functions.values()),
                           result=body, inputs=inputs, input_spans=spans,
-                          source_text=getattr(self.source, "text", ""))
+                          source_text=self.source.text)
 
-    def span_at(self, offset: int) -> object:
-        from .errors import Span
-
-        return Span(self.source, offset, offset + 1)  # type: ignore[arg-type]
+    def span_at(self, offset: int) -> Span:
+        return Span(self.source, offset, offset + 1)
 
     def declare(self, form: Form) -> None:
         """Record a top-level define's name, so that definitions may refer forward."""
@@ -183,11 +179,11 @@ class Parser:
             return self.expr(body, scope, None), tuple(p.name for p in params)
         return self.expr(form, Scope(), None), ()
 
-    def inputs(self, first: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[object, ...]]:
+    def inputs(self, first: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Span | None, ...]]:
         """Inputs in order: lambda parameters, then free names by first free occurrence."""
         seen_items: set[str] = set()
         todo = ["<result>"]
-        found: list[tuple[int, str, object]] = []
+        found: list[tuple[int, str, Span]] = []
         while todo:
             item = todo.pop()
             if item in seen_items:
@@ -197,14 +193,14 @@ class Parser:
             found.extend(owner.free)
             todo.extend(owner.globals_used)
         names: list[str] = list(first)
-        spans: list[object] = [None] * len(first)
+        spans: list[Span | None] = [None] * len(first)
         for _, name, span in sorted(found, key=lambda t: t[0]):
             if name not in names:
                 names.append(name)
                 spans.append(span)
             elif spans[names.index(name)] is None:
                 spans[names.index(name)] = span
-        return tuple(names), tuple(spans)  # type: ignore[return-value]
+        return tuple(names), tuple(spans)
 
     # ---- functions ------------------------------------------------------------------------
     def lambda_parts(self, form: Lst) -> tuple[list[Sym], Form]:
@@ -566,7 +562,7 @@ def count_self_calls(node: ir.Expr, key: str) -> tuple[int, int]:
     return tail, other
 
 
-def children(node: object) -> list[tuple[object, bool]]:
+def children(node: object) -> Sequence[tuple[object, bool]]:
     """Child nodes and whether each is in tail position relative to ``node``."""
     if isinstance(node, ir.If):
         return [(node.test, False), (node.then, True), (node.orelse, True)]

@@ -67,8 +67,8 @@ class Primitive:
 def _ref_code(shapes: list[sh.Shape], *, i: int, j: int | None = None) -> str:
     rank = len(shapes[0])
     if j is not None:
-        return "{0}[..., %d, %d%s]" % (i, j, ", :" * (rank - 2))
-    return "{0}[..., %d%s]" % (i, ", :" * (rank - 1))
+        return "{0}[..., " + f"{i}, {j}" + ", :" * (rank - 2) + "]"
+    return "{0}[..., " + f"{i}" + ", :" * (rank - 1) + "]"
 
 
 def _solve_code(shapes: list[sh.Shape]) -> str:
@@ -277,6 +277,13 @@ def evaluator(code: str, nargs: int) -> Callable[..., Any]:
 def format_code(code: str, args: list[str], params: dict[str, Any]) -> str:
     """Fill a template with argument expressions and static parameters."""
     return code.replace("{*}", ", ".join(args)).format(*args, **params)
+
+
+def code_of(name: str) -> str:
+    """The fixed template of a row (internal rows have one)."""
+    code = TABLE[name].code
+    assert isinstance(code, str)
+    return code
 
 
 def table_rows() -> list[Primitive]:

@@ -65,9 +65,15 @@ def concat_last(*xs: torch.Tensor) -> torch.Tensor:
 
 
 def laplacian1d(u: torch.Tensor, dx: torch.Tensor | float) -> torch.Tensor:
-    """``(u[i-1] - 2 u[i] + u[i+1]) / dx^2`` at interior points and 0 at both ends."""
+    """``(u[i-1] - 2 u[i] + u[i+1]) / dx^2`` at interior points and 0 at both ends.
+
+    ``dx`` is a per-example scalar: its axes are batch axes, which meet those of ``u`` in front
+    of the vector axis.
+    """
+    if isinstance(dx, torch.Tensor):
+        dx = dx.unsqueeze(-1)
     if u.shape[-1] < 3:
-        return torch.zeros_like(u)
+        return torch.zeros_like(u) if not isinstance(dx, torch.Tensor) else torch.zeros_like(u * dx)
     inner = (u[..., :-2] - 2 * u[..., 1:-1] + u[..., 2:]) / (dx * dx)
     return torch.nn.functional.pad(inner, (1, 1))
 

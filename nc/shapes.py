@@ -93,7 +93,7 @@ def stack_rows(*rows: Shape, **_: Any) -> Shape:
     for r in rows:
         if len(r) != 1:
             raise ShapeMismatch(f"mat stacks row vectors, got {show(r)}")
-    sizes = {r[0] for r in rows} - {None}
+    sizes = {r[0] for r in rows if r[0] is not None}
     if len(sizes) > 1:
         raise ShapeMismatch(f"mat needs rows of equal length, got lengths {sorted(sizes)}")
     return (len(rows), sizes.pop() if sizes else None)

@@ -22,7 +22,7 @@ import torch
 from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
-from .primitives import TABLE, Primitive, evaluator
+from .primitives import TABLE, Primitive, code_of, evaluator
 from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var, live_equations
 
 Value = Var | torch.Tensor
@@ -180,7 +180,7 @@ class Tracer:
         finally:
             self.ctx = ctx
         mask = self.mask_for(ctx.mask, v.rank)
-        g = self.record("%guard", TABLE["%guard"].code, (mask, outer), v.pshape, None, guard=False,
+        g = self.record("%guard", code_of("%guard"), (mask, outer), v.pshape, None, guard=False,
                         promo=v.promo)
         self.guards[key] = g
         return g
@@ -202,7 +202,7 @@ class Tracer:
             return hit
         out = mask
         while out.rank > rank:
-            out = self.record("%any", TABLE["%any"].code, (out,), out.pshape[:-1], None, guard=False, mask=True)
+            out = self.record("%any", code_of("%any"), (out,), out.pshape[:-1], None, guard=False, mask=True)
         if out.rank < rank:
             out = self.align(out, rank, guard=False)
         self.aligned_masks[key] = out
@@ -264,7 +264,7 @@ class Tracer:
         if choice is not None:
             return self.expr(node.then if choice else node.orelse, env)
         mask = self.truth_mask(test)
-        not_mask = self.record("%not", TABLE["%not"].code, (mask,), mask.pshape, None, mask=True, guard=False)
+        not_mask = self.record("%not", code_of("%not"), (mask,), mask.pshape, None, mask=True, guard=False)
         with self.branch(mask):
             a = self.expr(node.then, env)
         with self.branch(not_mask):
@@ -285,7 +285,7 @@ class Tracer:
         return None
 
     def truth_mask(self, test: Value) -> Var:
-        code = TABLE["%truth"].code
+        code = code_of("%truth")
         if isinstance(test, Var):
             return self.record("%truth", code, (test,), test.pshape, None, mask=True, promo=test.promo)
         const = self.atom(test != 0)
@@ -311,7 +311,7 @@ class Tracer:
         args = [self.align(v, rank) if isinstance(v, Var) and v.rank < rank and not v.mask else v for v in (a, b)]
         m = self.mask_for(mask, rank) if isinstance(mask, Var) else mask
         promo = frozenset().union(*(v.promo for v in (a, b) if isinstance(v, Var)))
-        return self.record("%where", TABLE["%where"].code, (m, *args), pshape, span, promo=promo)
+        return self.record("%where", code_of("%where"), (m, *args), pshape, span, promo=promo)
 
     # ---- calls of primitives ------------------------------------------------------------------
     def expr_PrimCall(self, node: ir.PrimCall, env: Env) -> Value:
@@ -373,7 +373,7 @@ class Tracer:
             aligned = [self.mask_for(m, min(rank, m.rank)) for m in masks]
             out = aligned[0]
             for m in aligned[1:]:
-                out = self.record("%and", TABLE["%and"].code, (out, m), sh.broadcast(out.pshape, m.pshape), None,
+                out = self.record("%and", code_of("%and"), (out, m), sh.broadcast(out.pshape, m.pshape), None,
                                   guard=False, mask=True)
             self.path_masks[key] = out
         return self.path_masks[key]
