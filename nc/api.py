@@ -76,7 +76,8 @@ class CompiledFunction:
 
 
 def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,
-               name: str = "<program>", check_domain: bool = False) -> CompiledFunction:
+               name: str = "<program>", check_domain: bool = False, modules: Mapping[str, Any] | None = None,
+               module_shapes: Mapping[str, Sequence[int]] | None = None) -> CompiledFunction:
     """Compile an nc program to a pure function of tensors.
 
     Args:
@@ -88,11 +89,15 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
         check_domain: raise `nc.DomainError` when an input leaves a primitive's domain (sqrt of
             a negative, log of a non-positive, division by zero, ...), except where an enclosing
             ``if`` masks it out. Eager mode only (it raises on data); off by default, at no cost.
+        modules: learned components the program calls like functions, ``{"drag": mlp}`` for
+            ``(drag v)``: ``torch.nn.Module``s applied to the arguments (batch axes first).
+        module_shapes: per-example output shapes of components, where not inferred.
 
     Raises:
         nc.NCError: for any error in the program, with line and column.
     """
-    return CompiledFunction(Compiled(src, shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain))
+    return CompiledFunction(Compiled(src, shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
+                                     modules=modules, module_shapes=module_shapes))
 
 
 def make_program(src: str, *args: Any, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,

@@ -49,13 +49,16 @@ class Compiled:
 
     def __init__(self, source: str, *, shapes: ShapeSpec | None = None, max_iter: int = 1000,
                  name: str = "<program>", promote: Sequence[str] = (), fixed: Mapping[str, Shape] | None = None,
-                 check_domain: bool = False):
+                 check_domain: bool = False, modules: Mapping[str, Any] | None = None,
+                 module_shapes: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(source, str):
             raise CallError(f"a program is a string of nc source, got {type(source).__name__}")
         if not isinstance(max_iter, int) or max_iter < 1:
             raise CallError(f"max_iter must be a positive integer, got {max_iter!r}")
         with deep_recursion():
-            self.ir: ir.Program = parse(source, name=name, promote=promote)
+            self.ir: ir.Program = parse(source, name=name, promote=promote, externals=tuple(modules or ()))
+        self.modules = dict(modules or {})
+        self.module_shapes = {k: tuple(v) for k, v in (module_shapes or {}).items()}
         self.names: tuple[str, ...] = self.ir.inputs
         self.spans: dict[str, Span | None] = dict(zip(self.ir.inputs, self.ir.input_spans))  # type: ignore[arg-type]
         self.max_iter = max_iter
@@ -129,7 +132,8 @@ class Compiled:
     def trace(self, pshapes: Mapping[str, Shape], *, abstract: bool, dtype: torch.dtype,
               device: torch.device) -> tuple[Program, Tracer]:
         tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device,
-                        check_domain=self.check_domain and not abstract)
+                        check_domain=self.check_domain and not abstract, externals=self.modules,
+                        external_shapes=self.module_shapes)
         inputs = {}
         for n in self.names:
             promo = frozenset() if n in self.declared else frozenset([n])

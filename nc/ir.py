@@ -4,7 +4,8 @@ Grammar (names are resolved by the parser; every node keeps its source span, whi
 excluded from equality)::
 
     Expr    := Const(value) | Local(name) | Global(name) | Input(name)
-             | PrimCall(prim, args) | Call(fn, args) | If(test, then, orelse)
+             | PrimCall(prim, args) | Call(fn, args) | External(name, args)
+             | If(test, then, orelse)
              | Let(bindings, body, sequential) | Letrec(fns, body)
              | Loop(names, inits, body, key) | Recur(args, key)
              | Integrate(method, fn, y0, dt, steps)
@@ -66,6 +67,12 @@ class PrimCall(Expr):
 @attrs.frozen(kw_only=True)
 class Call(Expr):
     fn: str  # key of the Function
+    args: tuple[Expr, ...]
+
+
+@attrs.frozen(kw_only=True)
+class External(Expr):
+    name: str  # a learned component (a torch module) given to the compiler
     args: tuple[Expr, ...]
 
 

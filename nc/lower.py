@@ -126,6 +126,7 @@ def generic_prologue(program: Program, body: str) -> list[str]:
 
 def globals_for(program: Program, generic: bool) -> dict[str, Any]:
     ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
+    ns.update({f"X{i}": module for i, module in enumerate(program.externals)})
     if program.domain_sites:
         from .domains import DomainSites
 

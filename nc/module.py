@@ -30,7 +30,8 @@ class NcModule(nn.Module):
 
     def __init__(self, src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
                  shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>",
-                 check_domain: bool = False) -> None:
+                 check_domain: bool = False, modules: Mapping[str, nn.Module] | None = None,
+                 module_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         super().__init__()
         params = dict(params or {})
         trainable = list(trainable or [])
@@ -38,11 +39,14 @@ class NcModule(nn.Module):
             trainable = [trainable]
         self.source = src
         self.options = {"shapes": dict(shapes or {}), "max_iter": max_iter, "name": name,
-                        "check_domain": check_domain}
-        initial = {**trainable_values(src, trainable, name), **{k: as_param_value(k, v) for k, v in params.items()}}
+                        "check_domain": check_domain, "module_shapes": dict(module_shapes or {})}
+        # Learned components are submodules: their parameters are this module's parameters.
+        self.learned = nn.ModuleDict(dict(modules or {}))
+        initial = {**trainable_values(src, trainable, name, tuple(modules or ())), **{k: as_param_value(k, v) for k, v in params.items()}}
         fixed = {k: tuple(v.shape) for k, v in initial.items()}
         self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed,
-                                  check_domain=check_domain)
+                                  check_domain=check_domain, modules=dict(self.learned.items()),
+                                  module_shapes=module_shapes)
         for key in params:
             if key not in self._compiled.names:
                 raise CallError(f"params= names '{key}', which is not a free name of the program "
@@ -88,28 +92,30 @@ class NcModule(nn.Module):
 
     def to_source(self) -> str:
         """The program with every parameter as a top-level ``(define name value)`` at its current value."""
-        program = parse(self.source, name=str(self.options["name"]))
+        program = parse(self.source, name=str(self.options["name"]), externals=tuple(self.learned))
         text = self.source
         cuts = sorted((d.form_span.start, d.form_span.end) for d in program.constants
                       if d.name in self.trainable_names and d.form_span is not None)
         for start, end in reversed(cuts):
             text = text[:start] + text[end:]
         header = "".join(f"(define {n} {value_source(self.params[n])})\n" for n in self.param_names)
-        return header + text.lstrip("\n")
+        return header + text.lstrip()
 
     def extra_repr(self) -> str:
-        return f"inputs=({' '.join(self.inputs)}), params=({' '.join(self.param_names)})"
+        learned = f", learned=({' '.join(self.learned)})" if len(self.learned) else ""
+        return f"inputs=({' '.join(self.inputs)}), params=({' '.join(self.param_names)}){learned}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         state = {n: self.params[n].detach().clone() for n in self.param_names}
         grads = {n: self.params[n].requires_grad for n in self.param_names}
-        return (_rebuild, (self.source, self.options, self.trainable_names, state, grads, self.training))
+        return (_rebuild, (self.source, self.options, self.trainable_names, state, grads, self.training,
+                           dict(self.learned.items())))
 
 
 def _rebuild(source: str, options: dict[str, Any], trainable: Sequence[str], state: dict[str, torch.Tensor],
-             grads: dict[str, bool], training: bool) -> NcModule:
+             grads: dict[str, bool], training: bool, modules: dict[str, nn.Module] | None = None) -> NcModule:
     free = {k: v for k, v in state.items() if k not in trainable}
-    model = NcModule(source, params=free, trainable=list(trainable), **options)
+    model = NcModule(source, params=free, trainable=list(trainable), modules=modules, **options)
     with torch.no_grad():
         for n, v in state.items():
             model.params[n].data = v.clone()
@@ -127,11 +133,12 @@ def as_param_value(name: str, v: Any) -> torch.Tensor:
         raise CallError(f"params['{name}'] must be a number or a tensor, got {type(v).__name__}") from None
 
 
-def trainable_values(src: str, names: Sequence[str], file: str) -> dict[str, torch.Tensor]:
+def trainable_values(src: str, names: Sequence[str], file: str, externals: Sequence[str] = ()
+                     ) -> dict[str, torch.Tensor]:
     """Initial values of the top-level defines named trainable (they must be constants)."""
     if not names:
         return {}
-    program = parse(src, name=file, promote=names)
+    program = parse(src, name=file, promote=names, externals=externals)
     defined = {d.name: d for d in program.constants}
     out = {}
     for n in names:

@@ -74,16 +74,22 @@ class Scope:
         return out
 
 
-def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = ()) -> ir.Program:
-    """Read and parse a program. Top-level constants named in ``promote`` become inputs."""
+def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = (),
+          externals: Sequence[str] = ()) -> ir.Program:
+    """Read and parse a program.
+
+    Top-level constants named in ``promote`` become inputs; names in ``externals`` are learned
+    components (PyTorch modules) that the program may call like functions.
+    """
     source = Source(source_text, name)
-    return Parser(source, frozenset(promote)).program(read(source))
+    return Parser(source, frozenset(promote), frozenset(externals)).program(read(source))
 
 
 class Parser:
-    def __init__(self, source: Source, promote: frozenset[str]) -> None:
+    def __init__(self, source: Source, promote: frozenset[str], externals: frozenset[str] = frozenset()) -> None:
         self.source = source
         self.promote = promote
+        self.externals = externals
         self.keys = itertools.count()
         self.functions: dict[str, ir.Function] = {}
         self.constants: dict[str, ir.Define] = {}
@@ -299,6 +305,11 @@ class Parser:
                 raise NCTypeError(f"'{head.name}' is a constant, not a function", head.span)
             self.owner.globals_used.add(head.name)
             return self.user_call(head.name, head, form, scope, self.fn_arity[head.name])
+        if head.name in self.externals:
+            if not args_forms:
+                raise ArityError(f"the learned component '{head.name}' needs at least one argument", form.span)
+            args = tuple(self.expr(a, scope, None) for a in args_forms)
+            return ir.External(name=head.name, args=args, span=form.span)
         prim = lookup(head.name)
         if prim is None:
             raise UnboundNameError(f"unknown function '{head.name}'", head.span,
@@ -570,7 +581,7 @@ def children(node: object) -> Sequence[tuple[object, bool]]:
         return [(b.value, False) for b in node.bindings] + [(node.body, True)]
     if isinstance(node, ir.Letrec):
         return [(f.body, False) for f in node.fns] + [(node.body, True)]
-    if isinstance(node, (ir.PrimCall, ir.Call, ir.Recur)):
+    if isinstance(node, (ir.PrimCall, ir.Call, ir.Recur, ir.External)):
         return [(a, False) for a in node.args]
     if isinstance(node, ir.Loop):
         return [(b.value, False) for b in node.bindings] + [(node.body, False)]

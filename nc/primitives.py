@@ -171,8 +171,9 @@ row(name="ref", arity=(2, 3), family="vector", code=_ref_code, shape=sh.ref, ran
     aliases=("vector-ref",), doc="(ref v i): element i (row i of a matrix); (ref m i j): one element")
 row(name="dot", arity=(2, 2), family="vector", code="({0} * {1}).sum(-1)", shape=sh.dot, ranks=(1, 1),
     align=True, doc="dot product over the last axis")
-row(name="cross", arity=(2, 2), family="vector", code="torch.linalg.cross({0}, {1}, dim=-1)", shape=sh.cross,
-    ranks=(1, 1), align=True, doc="cross product of 3-vectors")
+row(name="cross", arity=(2, 2), family="vector",
+    code="torch.linalg.cross(*torch.broadcast_tensors({0}, {1}), dim=-1)", shape=sh.cross,
+    ranks=(1, 1), align=True, doc="cross product of 3-vectors (batch axes broadcast)")
 row(name="norm", arity=(1, 1), family="vector", code="torch.linalg.vector_norm({0}, dim=-1)",
     shape=sh.vector_reduce, ranks=(1,), doc="Euclidean norm over the last axis")
 row(name="normalize", arity=(1, 1), family="vector",

@@ -82,6 +82,7 @@ class Program:
     dtype: torch.dtype
     device: torch.device
     domain_sites: list[Any] = attrs.field(factory=list)  # (template, primitive, span) per checked call
+    externals: list[Any] = attrs.field(factory=list)  # learned components, X0, X1, ... in generated code
 
     def listing(self) -> str:
         return listing(self)

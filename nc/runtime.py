@@ -134,3 +134,9 @@ def expand_batch(
     batches = [x.shape[: x.dim() - r] for x, r in zip(inputs, ranks)]
     batch = torch.broadcast_shapes(result.shape[: result.dim() - rank], *batches)
     return result.expand(tuple(batch) + tuple(result.shape[result.dim() - rank :]))
+
+
+def broadcast_batch(xs: Sequence[torch.Tensor], ranks: Sequence[int]) -> list[torch.Tensor]:
+    """Expand arguments to one common batch shape, keeping each one's per-example axes."""
+    batch = torch.broadcast_shapes(*(x.shape[: x.dim() - r] for x, r in zip(xs, ranks)))
+    return [x.expand(tuple(batch) + tuple(x.shape[x.dim() - r :])) for x, r in zip(xs, ranks)]

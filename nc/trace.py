@@ -100,7 +100,8 @@ class Tracer:
     """Records one program for one signature (input per-example shapes, dtype, device)."""
 
     def __init__(self, program: ir.Program, *, abstract: bool, max_iter: int, dtype: torch.dtype,
-                 device: torch.device, check_domain: bool = False) -> None:
+                 device: torch.device, check_domain: bool = False, externals: dict[str, Any] | None = None,
+                 external_shapes: dict[str, Any] | None = None) -> None:
         self.ir = program
         self.functions = {f.key: f for f in program.functions}
         self.constants_ir = {d.name: d for d in program.constants}
@@ -123,6 +124,9 @@ class Tracer:
         self.fn_envs: dict[str, Env] = {}
         self.inputs: dict[str, Value] = {}
         self.check_domain = check_domain
+        self.externals: dict[str, Any] = dict(externals or {})
+        self.external_shapes: dict[str, Any] = dict(external_shapes or {})
+        self.externals_used: list[str] = []
         self.domain_sites: list[tuple[str, str, Span | None]] = []
         self.path_masks: dict[tuple[int, int], Var] = {}
 
@@ -135,7 +139,8 @@ class Tracer:
         eqns = live_equations(self.top_eqns, needed)
         return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
                        output=output, constants=self.constants, dtype=self.dtype, device=self.device,
-                       domain_sites=self.domain_sites)
+                       domain_sites=self.domain_sites,
+                       externals=[self.externals[n] for n in self.externals_used])
 
     def new_var(self, pshape: sh.Shape, *, promo: frozenset[str] = frozenset(), sizedep: bool = False,
                 mask: bool = False) -> Var:
@@ -401,6 +406,17 @@ class Tracer:
                                  hint="use concat to join vectors")
 
     # ---- user functions -----------------------------------------------------------------------
+    def expr_External(self, node: ir.External, env: Env) -> Value:
+        from .learned import trace_external
+
+        return trace_external(self, node, env)
+
+    def external_index(self, name: str) -> int:
+        """The index of a learned component in the program's table (``X<index>`` in generated code)."""
+        if name not in self.externals_used:
+            self.externals_used.append(name)
+        return self.externals_used.index(name)
+
     def expr_Call(self, node: ir.Call, env: Env) -> Value:
         fn = self.functions[node.fn]
         args = [self.expr(a, env) for a in node.args]
