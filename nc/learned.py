@@ -53,7 +53,7 @@ def infer_output(module: nn.Module, name: str, shapes: Sequence[Shape], span: ob
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
-    zeros = [torch.zeros((1, *s), dtype=dtype, device=device) for s in shapes]  # type: ignore[misc]
+    zeros = [torch.zeros((1, *s), dtype=dtype, device=device) for s in shapes]  # type: ignore[misc, arg-type]
     was_training = module.training
     module.eval()
     try:
