@@ -119,6 +119,8 @@ class Tracer:
         self.globals: dict[str, Value] = {}
         self.evaluating: set[str] = set()
         self.guards: dict[tuple[int, int], Var] = {}
+        self.cse: dict[tuple[Any, ...], Var] = {}
+        self.comparisons: dict[int, tuple[str, tuple[Atom, ...]]] = {}  # 0/1 result -> boolean form
         self.aligned_masks: dict[tuple[int, int], Var] = {}
         self.active: list[tuple[str, Ctx]] = []  # functions being inlined, with their entry context
         self.fn_envs: dict[str, Env] = {}
@@ -156,9 +158,20 @@ class Tracer:
                              hint="unrolled loops, recursion and integration steps each count")
         atoms = tuple(self.atom(a, py_scalar=py_scalars) if not isinstance(a, Var) else
                       (self.guard(a) if guard else a) for a in args)
+        key = None
+        if region is None and not (params and params.get("effect")):
+            # Common subexpressions within one context share one equation. Only identical code
+            # on identical arguments in the same branch is merged, so no bit and no branch changes.
+            key = (self.ctx.ident, code, tuple(a.id if isinstance(a, Var) else a for a in atoms),
+                   tuple(sorted((params or {}).items())))
+            hit = self.cse.get(key)
+            if hit is not None:
+                return hit
         sizedep = any(isinstance(a, Var) and a.sizedep for a in args)
         out = self.new_var(pshape, promo=promo, sizedep=sizedep, mask=mask)
         self.eqns.append(Eqn(prim, code, atoms, out, params or {}, span, region))
+        if key is not None:
+            self.cse[key] = out
         return out
 
     def atom(self, v: Value | Atom, *, py_scalar: bool = False, tensor: bool = False) -> Atom:
@@ -291,6 +304,10 @@ class Tracer:
 
     def truth_mask(self, test: Value) -> Var:
         code = code_of("%truth")
+        if isinstance(test, Var) and test.id in self.comparisons:
+            # (if (< a b) ...): use the comparison's boolean directly, not 0/1 then != 0.
+            compare, args = self.comparisons[test.id]
+            return self.record("%truth", compare, args, test.pshape, None, mask=True, promo=test.promo)
         if isinstance(test, Var):
             return self.record("%truth", code, (test,), test.pshape, None, mask=True, promo=test.promo)
         const = self.atom(test != 0)
@@ -345,8 +362,11 @@ class Tracer:
             promo = frozenset().union(*(a.promo for a in args if isinstance(a, Var)))
         if self.check_domain:
             self.domain_check(prim, template, args, span)
-        return self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
-                           promo=promo)
+        out = self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
+                          promo=promo)
+        if prim.family == "comparison" and template.endswith(".to({dt})") and out.id not in self.comparisons:
+            self.comparisons[out.id] = (template[: -len(".to({dt})")], self.eqns[-1].args)
+        return out
 
     def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
         """Record a check that the arguments are in the primitive's domain where this code runs."""
