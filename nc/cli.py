@@ -4,6 +4,7 @@
     nc show FILE [--code]        the recorded program (or the generated Python) of FILE
     nc primitives                the table of primitives
     nc check FILE [--json]       all diagnostics of FILE without running it
+    nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
 
 Exit status: 0 success, 1 errors in the program, 2 wrong usage.
 """
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
     check.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2")
     check.set_defaults(run=cmd_check)
+    from .fit_command import add_parser
+
+    add_parser(sub)
     return parser
 
 
