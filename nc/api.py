@@ -59,16 +59,27 @@ class CompiledFunction:
         return {n: self._compiled.ranks[n] for n in self.inputs}
 
     def program(self, *args: Any, **kwargs: Any) -> Program:
-        """The recorded program for these example arguments (default: scalars/shape-less)."""
-        values = bind_arguments(self._compiled, self.inputs, args, kwargs) if (args or kwargs) else \
-            [torch.zeros((1,) * self._compiled.ranks[n]) for n in self.inputs]
+        """The recorded program for these example arguments.
+
+        Without arguments: the program that serves every call (sizes left open, shown as ``?``)
+        when there is one, else the program for one example of the declared shapes.
+        """
+        compiled = self._compiled
+        if not (args or kwargs):
+            if compiled.generic_program is not None:
+                return compiled.generic_program
+            shapes = {n: compiled.declared.get(n, (None,) * compiled.ranks[n]) for n in self.inputs}
+            args = tuple(torch.zeros(tuple(3 if d is None else d for d in shapes[n])) for n in self.inputs)
+        values = bind_arguments(compiled, self.inputs, args, kwargs)
         with deep_recursion():
-            return self._compiled.program_for(values)
+            return compiled.program_for(values)
 
     def code(self, *args: Any, **kwargs: Any) -> str:
-        """The generated Python source for these example arguments."""
+        """The generated Python source for these example arguments (see `program`)."""
         from .lower import lower
 
+        if not (args or kwargs) and self._compiled.generic is not None:
+            return self._compiled.generic.source
         return lower(self.program(*args, **kwargs)).source
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     params = dict(zip(prim.static, statics))
     span = node.span
     if prim.name == "vlen":
+        tr.check_ranks(prim, args, span)  # an undeclared input asked for its length is a vector
         return vlen(tr, args[0], span)
     if prim.variadic == "fold":
         return fold_left(tr, prim, args, span)
@@ -41,7 +42,8 @@ def vlen(tr: Tracer, v: Value, span: object) -> Value:
     if shape[-1] is None:
         # Unknown until a call: read the size at run time. Control flow on it is not possible
         # without the size (the tracer raises SizeDependent there, and calls are traced per shape).
-        code = "torch.full((), {0}.shape[-1], dtype={dt}, device={0}.device)"
+        rank = len(shape)  # the size, with the argument's batch axes (as vmap would give)
+        code = "torch.full({0}.shape[:{0}.dim() - " + str(rank) + "], {0}.shape[-1], dtype={dt}, device={0}.device)"
         out = tr.record("%vlen", code, [v], (), span)  # type: ignore[arg-type]
         out.sizedep = True
         return out

@@ -67,6 +67,7 @@ class Compiled:
         self.ranks: dict[str, int] = {n: len(self.declared.get(n, ())) for n in self.names}
         self.cache: dict[tuple[Any, ...], Lowered] = {}
         self.programs: dict[tuple[Any, ...], Program] = {}
+        self.casts: dict[tuple[Any, ...], torch.dtype] = {}
         self.generic_program: Program | None = None  # serves every call when sizes do not matter
         self._generic: Lowered | None = None
         with deep_recursion():
@@ -146,6 +147,9 @@ class Compiled:
         entry = self.cache.get(key)
         if entry is None:
             entry = self.build(values, key)
+        cast = self.casts.get(key)
+        if cast is not None:  # mixed input dtypes: linear algebra does not promote, so promote first
+            values = [v.to(cast) for v in values]
         try:
             return entry.fn(*values)
         except NCError:
@@ -159,6 +163,8 @@ class Compiled:
             entry = lower(program)
         self.cache[key] = entry
         self.programs[key] = program
+        if len({v.dtype for v in values}) > 1:
+            self.casts[key] = program.dtype
         return entry
 
     def program_for(self, values: Sequence[torch.Tensor]) -> Program:

@@ -8,9 +8,9 @@ The hierarchy (the `code` of each class is stable and documented in docs/errors.
 
     NCError                  NC000  base class
       ReadError              NC100  the text is not well-formed s-expressions / numbers
-      SyntaxFormError        NC200  a special form is malformed (`(let x)`, `(if 1 2)`)
+      SyntaxFormError        NC200  a special form is malformed (`(let x)`, `(cond (a 1))`)
       UnboundNameError       NC300  a name is neither bound nor a primitive
-      ArityError             NC400  a primitive or function got the wrong number of arguments
+      ArityError             NC400  a primitive, function or special form got the wrong number of parts
       ShapeError             NC500  shapes or ranks do not fit a primitive
       NCTypeError            NC600  a value of the wrong kind (a function used as a value, ...)
       DomainError            NC700  an input left a primitive's domain (check_domain=True)

@@ -16,7 +16,7 @@ from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCTypeError, ShapeError, Span
 from .primitives import code_of
-from .program import Region, Var
+from .program import Region, Var, live_equations
 from .trace import MAX_UNROLL, Ctx, Env, SizeDependent, TailResult, Tracer, Value, pshape_of
 
 
@@ -124,7 +124,8 @@ def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: lis
         outputs = region_outputs(tr, result, params, bindings, span)
     finally:
         tr.ctx, tr.eqns = outer_ctx, outer_eqns
-    region = Region((active, *params), region_eqns, outputs)
+    needed = {a.id for a in outputs if isinstance(a, Var)}
+    region = Region((active, *params), live_equations(region_eqns, needed), outputs)
     value = result.value
     assert value is not None
     init = [tr.atom(s) if not isinstance(s, Var) else s for s in state]

@@ -26,12 +26,16 @@ class NcModule(nn.Module):
     for names that are Python identifiers). The module works with ``functional_call`` (so
     ``vmap`` over parameter batches), ``state_dict``, ``.to()``, ``.double()``, ``deepcopy`` and
     pickling, which stores the source, the options and the state, not closures.
+
+    Parameters are made in ``dtype`` (default: ``torch.get_default_dtype()``); ``to_source()``
+    writes their values in full precision, so ``nc.compile(m.to_source(), trainable=...,
+    dtype=d)`` rebuilds an equal module of dtype ``d``.
     """
 
     def __init__(self, src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
                  shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>",
                  check_domain: bool = False, modules: Mapping[str, nn.Module] | None = None,
-                 module_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+                 module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         params = dict(params or {})
         trainable = list(trainable or [])
@@ -42,7 +46,9 @@ class NcModule(nn.Module):
                         "check_domain": check_domain, "module_shapes": dict(module_shapes or {})}
         # Learned components are submodules: their parameters are this module's parameters.
         self.learned = nn.ModuleDict(dict(modules or {}))
-        initial = {**trainable_values(src, trainable, name, tuple(modules or ())), **{k: as_param_value(k, v) for k, v in params.items()}}
+        dtype = dtype or torch.get_default_dtype()
+        initial = {**trainable_values(src, trainable, name, tuple(modules or ()), dtype),
+                   **{k: as_param_value(k, v, dtype) for k, v in params.items()}}
         fixed = {k: tuple(v.shape) for k, v in initial.items()}
         self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed,
                                   check_domain=check_domain, modules=dict(self.learned.items()),
@@ -124,17 +130,17 @@ def _rebuild(source: str, options: dict[str, Any], trainable: Sequence[str], sta
     return model
 
 
-def as_param_value(name: str, v: Any) -> torch.Tensor:
+def as_param_value(name: str, v: Any, dtype: torch.dtype) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
-        return v.detach().clone().to(v.dtype if v.is_floating_point() else torch.get_default_dtype())
+        return v.detach().clone().to(v.dtype if v.is_floating_point() else dtype)
     try:
-        return torch.tensor(v, dtype=torch.get_default_dtype())
+        return torch.tensor(v, dtype=dtype)
     except (TypeError, ValueError):
         raise CallError(f"params['{name}'] must be a number or a tensor, got {type(v).__name__}") from None
 
 
-def trainable_values(src: str, names: Sequence[str], file: str, externals: Sequence[str] = ()
-                     ) -> dict[str, torch.Tensor]:
+def trainable_values(src: str, names: Sequence[str], file: str, externals: Sequence[str] = (),
+                     dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Initial values of the top-level defines named trainable (they must be constants)."""
     if not names:
         return {}
@@ -151,11 +157,14 @@ def trainable_values(src: str, names: Sequence[str], file: str, externals: Seque
                             hint=f"did you mean '{near[0]}'?" if near else "free names become parameters with params=")
         tracer = Tracer(program, abstract=True, max_iter=1, dtype=torch.float64, device=torch.device("cpu"))
         tracer.inputs = {i: Var(next(tracer.ids), (), tracer.root) for i in program.inputs}
-        value = tracer.expr(ir.Global(name=n, span=defined[n].span), Env())
+        try:
+            value = tracer.expr(ir.Global(name=n, span=defined[n].span), Env())
+        except KeyError:  # an input that only this definition uses
+            value = None
         if not isinstance(value, torch.Tensor):
             raise NCTypeError(f"trainable '{n}' must be defined by a constant, but its value depends on inputs",
                               defined[n].span)
-        out[n] = value.to(torch.get_default_dtype())
+        out[n] = value.to(dtype or torch.get_default_dtype())
     return out
 
 

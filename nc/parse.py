@@ -16,7 +16,7 @@ from . import ir
 from .errors import ArityError, NCError, NCTypeError, Source, Span, SyntaxFormError, UnboundNameError
 from .primitives import PUBLIC_NAMES, lookup
 from .reader import Form, Lst, Num, Sym, read
-from .suggest import hint_for
+from .suggest import FOREIGN_NAMES, hint_for
 
 SPECIAL_FORMS: dict[str, Callable[..., ir.Expr]] = {}
 RESERVED = frozenset(
@@ -125,9 +125,11 @@ class Parser:
     def declare(self, form: Form) -> None:
         """Record a top-level define's name, so that definitions may refer forward."""
         if not is_define(form):
+            head = form.items[0] if isinstance(form, Lst) and form.items else None
+            foreign = FOREIGN_NAMES.get(head.name) if isinstance(head, Sym) else None
             raise SyntaxFormError(
                 "only the last top-level expression is the result; the ones before it must be defines",
-                form.span, hint="a program is zero or more (define ...) followed by one expression")
+                form.span, hint=foreign or "a program is zero or more (define ...) followed by one expression")
         assert isinstance(form, Lst)
         name, kind, arity = self.define_head(form)
         if name.name in self.globals:
@@ -179,9 +181,10 @@ class Parser:
             params, body = self.lambda_parts(form)
             scope = Scope()
             self.bind_params(scope, params)
-            # a lambda result's parameters are inputs: they are read as Input nodes
+            # A lambda result's parameters are inputs: bound (so they shadow globals, pi and
+            # primitives) but read as Input nodes.
             for p in params:
-                scope.names.pop(p.name, None)
+                scope.names[p.name] = Bound("input", p.name)
             return self.expr(body, scope, None), tuple(p.name for p in params)
         return self.expr(form, Scope(), None), ()
 
@@ -271,6 +274,9 @@ class Parser:
         if bound is not None:
             if bound.kind == "local":
                 return ir.Local(name=sym.name, key=bound.key, span=sym.span)  # type: ignore[arg-type]
+            if bound.kind == "input":
+                self.owner.free.append((sym.span.start, sym.name, sym.span))
+                return ir.Input(name=sym.name, span=sym.span)
             raise NCTypeError(f"'{sym.name}' is a function, not a value", sym.span,
                               hint=f"call it as ({sym.name} ...); functions are not values in nc")
         if sym.name in self.globals and sym.name not in self.promote:
@@ -292,7 +298,7 @@ class Parser:
 
     def call(self, head: Sym, form: Lst, scope: Scope, tail: str | None, bound: Bound | None) -> ir.Expr:
         args_forms = form.items[1:]
-        if bound is not None and bound.kind == "local":
+        if bound is not None and bound.kind in ("local", "input"):
             raise NCTypeError(f"'{head.name}' is a value, not a function", head.span,
                               hint="functions are first-order: only defined functions and primitives can be called")
         if bound is not None and bound.kind == "loop":

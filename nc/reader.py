@@ -90,7 +90,7 @@ class _Reader:
     def read_all(self) -> list[Form]:
         # stack of (opening offset, closing char, items, is bracket); index 0 is the top level
         stack: list[tuple[int, str, list[Form], bool]] = [(-1, "", [], False)]
-        skip_marks: list[int] = []  # stack depths at which a `#;` waits for its datum
+        skip_marks: list[tuple[int, int]] = []  # (stack depth, offset) of each `#;` waiting for its datum
         for kind, start in self.tokens():
             if kind in "([":
                 if len(stack) > MAX_DEPTH:
@@ -102,13 +102,17 @@ class _Reader:
                 stack.append((start, ")" if kind == "(" else "]", [], kind == "["))
                 continue
             if kind in ")]":
+                if skip_marks and skip_marks[-1][0] == len(stack):
+                    at = skip_marks[-1][1]
+                    raise ReadError("'#;' has no datum to comment out before this list closes",
+                                    self.span(at, at + 2), hint="remove the '#;' or put the datum after it")
                 form = self.close(stack, kind, start)
             elif kind == "#;":
-                skip_marks.append(len(stack))
+                skip_marks.append((len(stack), start))
                 continue
             else:
                 form = self.atom(start)
-            if skip_marks and skip_marks[-1] == len(stack):
+            if skip_marks and skip_marks[-1][0] == len(stack):
                 skip_marks.pop()
                 continue
             stack[-1][2].append(form)
@@ -120,7 +124,9 @@ class _Reader:
                 hint=f"add '{stack[-1][1]}' at the end of the expression it starts",
             )
         if skip_marks:
-            raise ReadError("'#;' has no datum to comment out", self.span(len(self.text), len(self.text)))
+            at = skip_marks[-1][1]
+            raise ReadError("'#;' has no datum to comment out", self.span(at, at + 2),
+                            hint="remove the '#;' or put the datum after it")
         return stack[0][2]
 
     def close(self, stack: list[tuple[int, str, list[Form], bool]], kind: str, start: int) -> Form:

@@ -33,6 +33,9 @@ MAX_EQUATIONS = 2_000_000
 MAX_UNROLL = 100_000
 """Most iterations a loop, recursion or integration with constant control is unrolled for."""
 
+MAX_CONSTANT_ELEMENTS = 10_000_000
+"""Largest constant that (eye n), (zeros n) or (ones n) may build."""
+
 MAX_RECURSION = 200
 """Deepest static (constant-argument) recursion of a function that is not a tail loop."""
 
@@ -120,7 +123,7 @@ class Tracer:
         self.evaluating: set[str] = set()
         self.guards: dict[tuple[int, int], Var] = {}
         self.cse: dict[tuple[Any, ...], Var] = {}
-        self.comparisons: dict[int, tuple[str, tuple[Atom, ...]]] = {}  # 0/1 result -> boolean form
+        self.comparisons: dict[int, tuple[str, tuple[Atom, ...], str, Span | None]] = {}  # 0/1 result -> mask
         self.aligned_masks: dict[tuple[int, int], Var] = {}
         self.active: list[tuple[str, Ctx]] = []  # functions being inlined, with their entry context
         self.fn_envs: dict[str, Env] = {}
@@ -306,8 +309,8 @@ class Tracer:
         code = code_of("%truth")
         if isinstance(test, Var) and test.id in self.comparisons:
             # (if (< a b) ...): use the comparison's boolean directly, not 0/1 then != 0.
-            compare, args = self.comparisons[test.id]
-            return self.record("%truth", compare, args, test.pshape, None, mask=True, promo=test.promo)
+            compare, args, name, span = self.comparisons[test.id]
+            return self.record(f"%truth[{name}]", compare, args, test.pshape, span, mask=True, promo=test.promo)
         if isinstance(test, Var):
             return self.record("%truth", code, (test,), test.pshape, None, mask=True, promo=test.promo)
         const = self.atom(test != 0)
@@ -365,7 +368,7 @@ class Tracer:
         out = self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
                           promo=promo)
         if prim.family == "comparison" and template.endswith(".to({dt})") and out.id not in self.comparisons:
-            self.comparisons[out.id] = (template[: -len(".to({dt})")], self.eqns[-1].args)
+            self.comparisons[out.id] = (template[: -len(".to({dt})")], self.eqns[-1].args, prim.name, span)
         return out
 
     def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
@@ -406,6 +409,10 @@ class Tracer:
     def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
              span: Span | None) -> torch.Tensor:
         from .primitives import format_code
+
+        n = params.get("n")
+        if n is not None and n * (n if prim.name == "eye" else 1) > MAX_CONSTANT_ELEMENTS:
+            raise LimitError(f"({prim.name} {n}) would have more than {MAX_CONSTANT_ELEMENTS} elements", span)
 
         code = format_code(template, [f"{{{k}}}" for k in range(len(args))], {**params, "dt": "{dt}"})
         try:
