@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def read_csv(path: str) -> dict[str, np.ndarray]:
-    table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, deletechars="", ndmin=1)
+    table: Any = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, deletechars="", ndmin=1)
     if table.dtype.names is None:
         raise CallError(f"{path}: expected a header row of column names")
     return {name: np.asarray(table[name], dtype=np.float64) for name in table.dtype.names}
