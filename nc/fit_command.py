@@ -93,21 +93,21 @@ def only_other(columns: dict[str, np.ndarray], inputs: Sequence[str], path: str)
     return others[0]
 
 
-def report(model: torch.nn.Module, result: object, pred: torch.Tensor, target: torch.Tensor, seconds: float,
+def report(model: Any, result: object, pred: torch.Tensor, target: torch.Tensor, seconds: float,
            target_name: str) -> None:
     residual = (pred - target).detach()
     ss_res = float((residual**2).sum())
     ss_tot = float(((target - target.mean()) ** 2).sum())
     print("recovered constants:")
-    for name in model.param_names:  # type: ignore[attr-defined]
-        value = model.params[name].detach()  # type: ignore[index]
+    for name in model.param_names:
+        value = model.params[name].detach()
         shown = f"{float(value):.12g}" if value.dim() == 0 else str(value.tolist())
         print(f"  {name} = {shown}")
     print(f"fit report: {len(target)} rows, target {target_name}, final loss (MSE) {getattr(result, 'loss', float('nan')):.6g}, "
           f"RMSE {float(residual.pow(2).mean().sqrt()):.6g}, R^2 {1 - ss_res / ss_tot if ss_tot > 0 else float('nan'):.9f}, "
           f"epochs {getattr(result, 'epochs_run', '?')}, {seconds:.2f} s")
     print("fitted program:")
-    print(model.to_source())  # type: ignore[operator]
+    print(model.to_source())
 
 
 def plot(pred: torch.Tensor, target: torch.Tensor, path: str, target_name: str) -> None:
