@@ -27,9 +27,17 @@ MAX_SOURCE_CHARS = 5_000_000
 """Longest program text accepted, in characters."""
 
 SYMBOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&*/:<=>?^_~+-@.")
-DELIMITERS = frozenset("()[];\"'` \t\n\r\f\v")
+SYMBOL_RE = re.compile(r"[A-Za-z0-9!$%&*/:<=>?^_~+\-@.]+\Z")
 NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 NUMBER_LIKE_RE = re.compile(r"[+-]?\.?\d")
+# One token (or a run of space and line comments) at a position. An atom runs to the next
+# delimiter; a lone delimiter that starts no other token (a quote, say) is an atom of one
+# character, which `atom` then reports.
+TOKEN_RE = re.compile(
+    r"(?P<space>(?:\s+|;[^\n]*)+)|(?P<block>#\|)|(?P<datum>#;)|(?P<open>[(\[])|(?P<close>[)\]])"
+    r"|(?P<atom>[^\s()\[\];\"'`]+|.)",
+    re.DOTALL,
+)
 
 
 @attrs.frozen(eq=False)
@@ -148,35 +156,21 @@ class _Reader:
 
     def tokens(self) -> Iterator[tuple[str, int]]:
         """Yield (kind, start) with kind one of ``( ) [ ] #;`` or ``atom``; skip comments."""
-        text, n = self.text, len(self.text)
-        while True:
-            self.skip_space_and_comments()
-            if self.pos >= n:
-                return
-            start, c = self.pos, text[self.pos]
-            if c in "()[]":
-                self.pos += 1
-                yield c, start
-            elif text.startswith("#;", start):
-                self.pos += 2
-                yield "#;", start
-            else:
-                self.pos = self.atom_end(start)
-                yield "atom", start
-
-    def skip_space_and_comments(self) -> None:
-        text, n = self.text, len(self.text)
+        text, n, match = self.text, len(self.text), TOKEN_RE.match
         while self.pos < n:
-            c = text[self.pos]
-            if c.isspace():
-                self.pos += 1
-            elif c == ";":
-                end = text.find("\n", self.pos)
-                self.pos = n if end == -1 else end + 1
-            elif text.startswith("#|", self.pos):
+            m = match(text, self.pos)
+            assert m is not None  # the pattern matches at least one character anywhere
+            kind, start = m.lastgroup, self.pos
+            self.pos = m.end()
+            if kind == "space":
+                continue
+            if kind == "block":
+                self.pos = start
                 self.skip_block_comment()
+            elif kind == "atom":
+                yield "atom", start
             else:
-                return
+                yield m.group(), start
 
     def skip_block_comment(self) -> None:
         start, depth, text = self.pos, 0, self.text
@@ -194,12 +188,6 @@ class _Reader:
                 if depth == 0:
                     return
 
-    def atom_end(self, start: int) -> int:
-        text, n, i = self.text, len(self.text), start
-        while i < n and text[i] not in DELIMITERS:
-            i += 1
-        return max(i, start + 1)
-
     def atom(self, start: int) -> Form:
         word = self.text[start : self.pos]
         span = self.span(start)
@@ -209,8 +197,8 @@ class _Reader:
             return Num(0.0, span)
         if NUMBER_RE.match(word):
             return Num(float(word), span)
-        bad = next((i for i, ch in enumerate(word) if ch not in SYMBOL_CHARS), None)
-        if bad is not None:
+        if not SYMBOL_RE.match(word):
+            bad = next(i for i, ch in enumerate(word) if ch not in SYMBOL_CHARS)
             raise self.bad_char(word, start, bad)
         if NUMBER_LIKE_RE.match(word):
             raise ReadError(f"'{word}' is not a number", span,
