@@ -28,7 +28,6 @@ class CompiledFunction:
         self._compiled = compiled
         self.inputs: tuple[str, ...] = compiled.names
         self._n = len(compiled.names)
-        # Lowered now, not at the first call, so that torch.compile traces a call straight through.
         generic = compiled.generic
         self._fast = generic.fn if generic is not None else None
         self.__name__ = "nc_program"

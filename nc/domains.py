@@ -3,9 +3,10 @@
 A rule is keyed by the exact template recorded for a call (so ``(/ x)``, the reciprocal, and
 ``(/ a b)`` differ). It maps the call's arguments to a boolean tensor that is True where they
 are inside the domain, and names the argument to show when they are not. Elements that an
-enclosing ``if`` (or a finished loop element) masks out are not checked. Checks raise on data,
-so they run only in eager mode: under a ``torch.func`` transform or ``torch.compile`` they raise
-an `NCError` saying so. With ``check_domain=False`` (the default) nothing here runs.
+enclosing ``if`` (or a finished loop element) masks out are not checked, nor elements whose
+arguments are already NaN (NaN propagates; the check finds where it starts). Checks raise on
+data, so they run only in eager mode: under a ``torch.func`` transform or ``torch.compile``
+they raise an `NCError` saying so. With ``check_domain=False`` (the default) nothing here runs.
 """
 
 from __future__ import annotations
@@ -67,7 +68,13 @@ class DomainSites:
             raise NCError("check_domain=True needs eager mode: it cannot run under torch.func transforms "
                           "or torch.compile", span, hint="compile without check_domain for transformed calls")
         with torch.no_grad():
-            bad = torch.logical_not(ok_fn(*tensors))
+            ok = ok_fn(*tensors)
+            # A rule may answer per vector (normalize: keepdim=True); compare at the arguments' shape.
+            shape = torch.broadcast_shapes(ok.shape, *(t.shape for t in tensors))
+            bad = torch.logical_not(ok).broadcast_to(shape)
+            for t in tensors:  # NaN propagates: an argument that is already NaN is not a domain error here
+                if t.is_floating_point():
+                    bad = bad & torch.logical_not(torch.isnan(t)).broadcast_to(shape)
             if mask is not None:
                 bad = bad & mask
             if not bool(bad.any()):

@@ -4,7 +4,8 @@ Nothing here depends on how a module was made: a module compiled by nc, or any h
 ``nn.Module`` whose unknowns are ``nn.Parameter``s, is fitted the same way (duck typing).
 
 - `fit`: one model, Adam (mini-batch or full batch) or L-BFGS with a strong Wolfe line search,
-  with restarts, early stopping, gradient clipping and a cosine schedule.
+  with restarts, multiple starts (a list or a grid of starting values), early stopping,
+  gradient clipping and a cosine schedule.
 - `ShootingLoss`: multiple shooting for trajectory data, as an ``nn.Module`` whose output is
   the loss, so that `fit` optimises the physics constants and the windows' initial states
   together (``fit(ShootingLoss(...), None, None)``).
@@ -19,6 +20,7 @@ Bad calls raise `nc.errors.CallError`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -52,8 +54,10 @@ class FitResult:
     of each trainable parameter (named by its state-dict path, or by its key in ``model.params``
     where the model keeps them there, as nc's modules do: ``"G"``, not ``"params.G"``). ``converged``: the run stopped on ``tol``, on ``patience``, or
     (L-BFGS) because the optimiser could make no further progress. ``restart``: which run was
-    kept (0 is the run from the model's own starting values); ``restart_losses``: the final loss
-    of every run.
+    kept (0 is the run from the model's own starting values, or from the start itself with
+    ``starts``/``grid``); ``start``: the index of the kept run's start in ``starts`` (or in the
+    grid's points; 0 without either); ``restart_losses``: the final loss of every run, start by
+    start (``len(starts) * (restarts + 1)`` of them).
     """
 
     history: list[float]
@@ -64,6 +68,7 @@ class FitResult:
     seconds: float
     restart: int = 0
     restart_losses: tuple[float, ...] = ()
+    start: int = 0
 
 
 @attrs.frozen
@@ -378,6 +383,62 @@ def _validate(optimizer: str, batch_size: int | None, target: Any, restarts: int
                         hint="drop clip=, or use optimizer='adam'")
 
 
+# ----------------------------------------------------------------------------------------------
+# Multiple starts
+
+
+StartValues = Mapping[str, Any]
+
+
+def _grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cartesian product of ``grid``'s values, one dict per point (the last name varies fastest)."""
+    names = list(grid)
+    axes = [list(v.unbind(0)) if isinstance(v, Tensor) else list(v) for v in grid.values()]
+    empty = [n for n, a in zip(names, axes) if not a]
+    if empty:
+        raise CallError(f"grid[{empty[0]!r}] has no values", None)
+    return [dict(zip(names, point)) for point in itertools.product(*axes)]
+
+
+def _start_value(name: str, value: Any, p: Tensor) -> Tensor:
+    """``value`` as a starting value for parameter ``p`` (its dtype, device and shape)."""
+    v = torch.as_tensor(value, dtype=p.dtype, device=p.device)
+    try:
+        return v.expand(p.shape).clone()
+    except RuntimeError:
+        raise CallError(f"the starting value of {name!r} has shape {tuple(v.shape)}, but the parameter has "
+                        f"shape {tuple(p.shape)}", None) from None
+
+
+def _start_points(named: list[tuple[str, str, nn.Parameter]], starts: Sequence[StartValues] | None,
+                  grid: Mapping[str, Any] | None) -> list[list[Tensor]]:
+    """The starting values of every start, one tensor per trainable parameter: each start's named
+    values (by name or state-dict path), the model's current value for parameters a start does
+    not name. Without ``starts`` and ``grid``: one start, the model's current values."""
+    if starts is not None and grid is not None:
+        raise CallError("starts= and grid= cannot both be given", None,
+                        hint="put the grid's points in starts=, or use grid= alone")
+    if isinstance(starts, Mapping):
+        raise CallError("starts= takes a list of dicts, one per start", None,
+                        hint="starts=[{...}, ...], or grid={name: values} to scan values")
+    points: list[StartValues] = [{}] if starts is None else list(starts)
+    if grid is not None:
+        points = list(_grid_points(grid))
+    if not points:
+        raise CallError("starts= is empty", None, hint="give at least one start, or leave starts=None")
+    path_of = {n: path for n, path, _ in named} | {path: path for _, path, _ in named}
+    unknown = sorted({str(k) for point in points for k in point} - set(path_of))
+    if unknown:
+        raise CallError(f"starting values name no trainable parameter: {unknown}", None,
+                        hint=f"trainable parameters: {[n for n, _, _ in named]}")
+    out = []
+    for point in points:
+        given = {path_of[str(k)]: v for k, v in point.items()}
+        out.append([_start_value(n, given[path], p) if path in given else p.detach().clone()
+                    for n, path, p in named])
+    return out
+
+
 def fit(
     model: nn.Module,
     inputs: Inputs,
@@ -399,6 +460,8 @@ def fit(
     clip: float | None = None,
     scheduler: str | None = None,
     optimizer_options: Mapping[str, Any] | None = None,
+    starts: Sequence[StartValues] | None = None,
+    grid: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Fit the trainable parameters of ``model`` so that ``model(inputs)`` matches ``target``.
 
@@ -427,6 +490,16 @@ def fit(
         progress: draw a text progress bar on stderr.
         clip: clip the gradient norm (over all trainable parameters) to this value (Adam only).
         scheduler: ``"cosine"`` (cosine annealing of the learning rate over ``epochs``) or None.
+        starts: a multi-start fit, for losses with local minima: a list of starting points, each
+            a dict name -> starting value (by name as in ``FitResult.params``, or state-dict
+            path; parameters a start does not name start at the model's current value). A full
+            fit (with ``restarts`` perturbed runs of each) is made from every start, and the run
+            with the lowest final loss is kept; a run whose loss is NaN (say a start where a
+            ``sqrt`` of a negative number is taken) ranks below every other.
+        grid: a scan, the same as ``starts`` at every point of the cartesian product of
+            ``grid``'s values: ``grid={"omega": torch.linspace(0.5, 10, 20)}`` fits from 20
+            starts; several names give every combination (the last varies fastest). For a
+            vector parameter give its values as rows (a tensor [points, *shape]).
 
     Returns:
         A `FitResult`. Raises `CallError` when the model has no trainable parameters, when the
@@ -445,6 +518,20 @@ def fit(
         >>> r = fit(Line(), (x,), 2.5 * x, optimizer="lbfgs", dtype=torch.float64)
         >>> round(r.params["k"].item(), 6)
         2.5
+
+    A multi-start fit of ``sin(w t)``, whose loss has a local minimum near every start::
+
+        >>> class Wave(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = nn.Parameter(torch.tensor(1.0))
+        ...     def forward(self, t):
+        ...         return torch.sin(self.w * t)
+        >>> t = torch.linspace(0, 6, 200, dtype=torch.float64)
+        >>> r = fit(Wave(), t, torch.sin(3 * t), optimizer="lbfgs", dtype=torch.float64,
+        ...         grid={"w": torch.arange(0.5, 6, 0.5)})
+        >>> round(r.params["w"].item(), 6), len(r.restart_losses)
+        (3.0, 11)
     """
     _validate(optimizer, batch_size, target, restarts, clip)
     if dtype is not None:
@@ -458,26 +545,33 @@ def fit(
     if batch_size is not None:
         data.leading_size()
     loss_fn, gen = _loss_fn(loss), _generator(seed)
-    starts = [p.detach().clone() for p in params]
+    points = _start_points(named, starts, grid)
     t0 = time.perf_counter()
-    best: tuple[_Run, list[Tensor], int] | None = None
+    best: tuple[_Run, list[Tensor], int, int] | None = None
     finals: list[float] = []
-    for r in range(restarts + 1):
-        with torch.no_grad():
-            for p, v in zip(params, starts if r == 0 else _perturb(starts, restart_scale, gen)):
-                p.copy_(v)
-        bar = _Progress(opts.epochs, progress, f"fit {r + 1}/{restarts + 1}" if restarts else "fit")
-        run = _run(model, params, data, loss_fn, opts, gen, bar)
-        bar.close()
-        finals.append(run.loss)
-        if best is None or _better(run.loss, best[0].loss):
-            best = (run, [p.detach().clone() for p in params], r)
-    run, values, kept = best  # type: ignore[misc]
+    for s, point in enumerate(points):
+        for r in range(restarts + 1):
+            with torch.no_grad():
+                for p, v in zip(params, point if r == 0 else _perturb(point, restart_scale, gen)):
+                    p.copy_(v)
+            bar = _Progress(opts.epochs, progress, _run_label(s, len(points), r, restarts))
+            run = _run(model, params, data, loss_fn, opts, gen, bar)
+            bar.close()
+            finals.append(run.loss)
+            if best is None or _better(run.loss, best[0].loss):
+                best = (run, [p.detach().clone() for p in params], r, s)
+    run, values, kept, start = best  # type: ignore[misc]
     with torch.no_grad():
         for p, v in zip(params, values):
             p.copy_(v)
     return FitResult(run.history, run.loss, {n: v for (n, _, _), v in zip(named, values)}, len(run.history),
-                     run.converged, time.perf_counter() - t0, kept, tuple(finals))
+                     run.converged, time.perf_counter() - t0, kept, tuple(finals), start)
+
+
+def _run_label(start: int, n_starts: int, restart: int, restarts: int) -> str:
+    """The progress bar's label: ``fit``, ``fit 2/5`` (restarts), ``fit start 3/20`` (starts), or both."""
+    label = f"fit start {start + 1}/{n_starts}" if n_starts > 1 else "fit"
+    return f"{label} {restart + 1}/{restarts + 1}" if restarts else label
 
 
 def _better(a: float, b: float) -> bool:

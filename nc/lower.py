@@ -18,7 +18,7 @@ import torch
 
 from . import runtime
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations
+from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations, region_uses
 
 
 @attrs.frozen
@@ -28,16 +28,30 @@ class Lowered:
     line_spans: dict[int, Any]  # generated line number -> span of the equation written there
 
 
+MAX_INLINE_DEPTH = 12
+"""Deepest nesting of inlined expressions in one generated statement."""
+
+
 class CodeWriter:
+    """Writes equations as Python statements.
+
+    A value used exactly once, by the next statements of the same body and in a template slot
+    that appears once, is written inline into its user, as a person writes ``a * b / c``: the
+    temporary is then freed as soon as it is consumed, which keeps peak memory and page faults
+    at large N where hand-written code has them. Same operations, same order of each: same bits.
+    """
+
     def __init__(self, program: Program) -> None:
         self.program = program
         self.lines: list[str] = []
         self.spans: dict[int, Any] = {}
         self.bodies = 0
+        self.pending: dict[int, tuple[str, int]] = {}  # var id -> (expression, nesting depth)
 
     def atom(self, a: Atom) -> str:
         if isinstance(a, Var):
-            return f"v{a.id}"
+            inlined = self.pending.pop(a.id, None)
+            return f"v{a.id}" if inlined is None else f"({inlined[0]})"
         if isinstance(a, Lit):
             return repr(a.value) if a.value == a.value and abs(a.value) != float("inf") else f"float('{a.value}')"
         return f"c{a.index}"
@@ -47,14 +61,21 @@ class CodeWriter:
         if span is not None:
             self.spans[len(self.lines) + 1] = span  # +1: the def line precedes the body
 
-    def equations(self, eqns: list[Eqn], indent: str) -> None:
+    def equations(self, eqns: list[Eqn], indent: str, keep: set[int] | None = None) -> None:
+        inline = inlinable(eqns, keep or set())
         for e in eqns:
             if e.region is not None:
                 self.loop(e, indent)
                 continue
+            depth = 1 + max((self.pending[a.id][1] for a in e.args if isinstance(a, Var) and a.id in self.pending),
+                            default=0)
             args = [self.atom(a) for a in e.args]
             expr = format_code(e.code, args, {**e.params, "dt": "DT"})
-            self.emit(indent, f"v{e.out.id} = {expr}", e.span)
+            if e.out.id in inline and depth <= MAX_INLINE_DEPTH:
+                self.pending[e.out.id] = (expr, depth)
+            else:
+                self.emit(indent, f"v{e.out.id} = {expr}", e.span)
+
 
     def loop(self, e: Eqn, indent: str) -> None:
         region = e.region
@@ -63,14 +84,30 @@ class CodeWriter:
         name = f"body{self.bodies}"
         params = ", ".join(f"v{v.id}" for v in region.inputs)
         self.emit(indent, f"def {name}({params}):")
+        outputs = {a.id for a in region.outputs if isinstance(a, Var)}
+        self.equations(live_equations(region.eqns, set(outputs)), indent + "    ", keep=outputs)
         outs = [self.atom(a) for a in region.outputs]
-        needed = {a.id for a in region.outputs if isinstance(a, Var)}
-        self.equations(live_equations(region.eqns, needed), indent + "    ")
         self.emit(indent + "    ", f"return {outs[0]}, {outs[1]}, ({''.join(o + ', ' for o in outs[2:])})")
         init = "".join(self.atom(a) + ", " for a in e.args)
         p = e.params
         self.emit(indent, f"v{e.out.id} = _rt.masked_loop({name}, ({init}), {p['ranks']!r}, {p['value_rank']!r}, "
                           f"{p['max_iter']!r})", e.span)
+
+
+def inlinable(eqns: list[Eqn], keep: set[int]) -> set[int]:
+    """Ids of values that may be written inline: used once, in a slot their user writes once."""
+    uses: dict[int, int] = {}
+    for e in eqns:
+        if e.region is not None:
+            for v in region_uses(e.region):  # read by a loop body's closure: keep the name
+                uses[v] = uses.get(v, 0) + 2
+        for k, a in enumerate(e.args):
+            if isinstance(a, Var):
+                once = e.region is None and ("{*}" in e.code or e.code.count(f"{{{k}}}") == 1)
+                uses[a.id] = uses.get(a.id, 0) + (1 if once else 2)
+    for v in keep:
+        uses[v] = uses.get(v, 0) + 2
+    return {e.out.id for e in eqns if e.region is None and not e.params.get("effect") and uses.get(e.out.id) == 1}
 
 
 def lower(program: Program, *, generic: bool = False) -> Lowered:
