@@ -84,6 +84,7 @@ class Compiled:
             if self.generic_program is not None:
                 # Lowered now, not at the first call, so that torch.compile traces calls straight through.
                 self.generic = lower(self.generic_program, generic=True)
+                self.generic.namespace["SLOW"] = self.call_checked
 
     def check_shapes(self, shapes: ShapeSpec | None) -> dict[str, Shape]:
         out: dict[str, Shape] = {}
@@ -147,6 +148,14 @@ class Compiled:
         return tracer.run(inputs), tracer
 
     # ---- calls ---------------------------------------------------------------------------------
+    def call_checked(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> torch.Tensor:
+        """A call on the checked path: bind and convert the arguments, then run."""
+        from .binding import bind_arguments
+        from .lower import MISSING
+
+        given = [a for a in args if a is not MISSING]
+        return self.run(bind_arguments(self, self.names, given, kwargs))
+
     def run(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
         key = tuple((v.shape, v.dtype, v.device) for v in values)
         entry = self.cache.get(key)

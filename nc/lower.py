@@ -17,6 +17,7 @@ import attrs
 import torch
 
 from . import runtime
+from .errors import NCError
 from .primitives import format_code
 from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations, region_uses
 
@@ -26,7 +27,11 @@ class Lowered:
     fn: Callable[..., torch.Tensor]
     source: str
     line_spans: dict[int, Any]  # generated line number -> span of the equation written there
+    namespace: dict[str, Any]  # the generated code's globals (the owner sets SLOW for an entry)
 
+
+MISSING = object()
+"""Default of an entry function's parameters: tells an argument not given from any value."""
 
 MAX_INLINE_DEPTH = 12
 """Deepest nesting of inlined expressions in one generated statement."""
@@ -61,8 +66,9 @@ class CodeWriter:
         if span is not None:
             self.spans[len(self.lines) + 1] = span  # +1: the def line precedes the body
 
-    def equations(self, eqns: list[Eqn], indent: str, keep: set[int] | None = None) -> None:
-        inline = inlinable(eqns, keep or set())
+    def equations(self, eqns: list[Eqn], indent: str, keep: set[int] | None = None,
+                  result: int | None = None) -> None:
+        inline = inlinable(eqns, keep or set(), result)
         for e in eqns:
             if e.region is not None:
                 self.loop(e, indent)
@@ -94,9 +100,10 @@ class CodeWriter:
                           f"{p['max_iter']!r})", e.span)
 
 
-def inlinable(eqns: list[Eqn], keep: set[int]) -> set[int]:
-    """Ids of values that may be written inline: used once, in a slot their user writes once."""
-    uses: dict[int, int] = {}
+def inlinable(eqns: list[Eqn], keep: set[int], result: int | None = None) -> set[int]:
+    """Ids of values that may be written inline: used once, in a slot their user writes once
+    (``result``, the returned value, counts as one such use; ``keep`` as several)."""
+    uses: dict[int, int] = {} if result is None else {result: 1}
     for e in eqns:
         if e.region is not None:
             for v in region_uses(e.region):  # read by a loop body's closure: keep the name
@@ -121,7 +128,7 @@ def lower(program: Program, *, generic: bool = False) -> Lowered:
     out = program.output
     needed = {out.id} if isinstance(out, Var) else set()
     eqns = live_equations(program.eqns, needed)
-    w.equations(eqns, "    ")
+    w.equations(eqns, "    ", result=out.id if isinstance(out, Var) else None)
     result = w.atom(out)
     used = needed & {v.id for v in program.inputs}
     if not isinstance(out, Var) or len(used) < len(program.inputs):
@@ -133,17 +140,44 @@ def lower(program: Program, *, generic: bool = False) -> Lowered:
     w.emit("    ", f"return {result}")
     body = "\n".join(w.lines)
     prologue = generic_prologue(program, body) if generic else []
-    for _ in prologue:  # keep the line -> span map right
-        w.spans = {k + 1: v for k, v in w.spans.items()}
-    params = ", ".join(f"v{v.id}" for v in program.inputs)
-    source = f"def nc_program({params}):\n" + "".join(line + "\n" for line in prologue) + body + "\n"
+    params = [f"v{v.id}" for v in program.inputs]
+    if generic:
+        head, body = entry_function(params, prologue, w.lines)
+    else:
+        head = [f"def nc_program({', '.join(params)}):"]
+        body = "".join(line + "\n" for line in w.lines)
+    shift = len(head) - 1 + (len(prologue) if generic else 0)
+    w.spans = {k + shift: v for k, v in w.spans.items()}  # keep the line -> span map right
+    source = "".join(line + "\n" for line in head) + body
     namespace = globals_for(program, generic)
     filename = f"<nc-generated-{id(w)}>"
     code = compile(source, filename, "exec")
     # Registered so that tracebacks and inspect can show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(code, namespace)  # noqa: S102 - source built above from nc's own templates and names
-    return Lowered(namespace["nc_program"], source, w.spans)
+    return Lowered(namespace["nc_program"], source, w.spans, namespace)
+
+
+def entry_function(params: list[str], prologue: list[str], lines: list[str]) -> tuple[list[str], str]:
+    """The generic function as a complete entry point: tensors in order run the body directly;
+    anything else (keywords, missing or non-tensor arguments, a rank check or an operation that
+    fails, a non-tensor result) goes to ``SLOW``, the checked path, which converts or explains."""
+    given = "(" + "".join(p + ", " for p in params) + "*extra)"
+    if params:
+        head = [f"def nc_program({', '.join(p + '=MISSING' for p in params)}, /, *extra, **kw):",
+                f"    if kw or extra or {params[-1]} is MISSING:"]
+    else:
+        head = ["def nc_program(*args, **kw):", "    if args or kw:"]
+        given = "args"
+    head += [f"        return SLOW({given}, kw)", "    try:"]
+    body_lines = [line.replace("    ", "        ", 1) for line in prologue]
+    body_lines += ["    " + line for line in lines[:-1]]
+    body_lines.append("    " + lines[-1].replace("return ", "out = ", 1))
+    body_lines += ["    except NCError:", "        raise",
+                   "    except Exception:", f"        return SLOW({given}, kw)",
+                   "    if out.__class__ is TENSOR:", "        return out",
+                   f"    return SLOW({given}, kw)"]
+    return head, "".join(line + "\n" for line in body_lines)
 
 
 def generic_prologue(program: Program, body: str) -> list[str]:
@@ -170,6 +204,7 @@ def globals_for(program: Program, generic: bool) -> dict[str, Any]:
         ns["DOMAIN"] = DomainSites(program.domain_sites)
     if generic:
         ns["CONSTANTS"] = runtime.ConstantCache(program.constants)
+        ns.update(MISSING=MISSING, TENSOR=torch.Tensor, NCError=NCError, SLOW=None)
         return ns
     ns["DT"] = program.dtype
     for i, c in enumerate(program.constants):

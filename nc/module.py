@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from . import ir
-from .api import DEFAULT_MAX_ITER, bind_arguments
+from .api import DEFAULT_MAX_ITER
+from .binding import bind_arguments
 from .compiled import Compiled, ShapeSpec
-from .errors import CallError, NCError, NCTypeError
+from .errors import CallError, NCTypeError
 from .parse import parse
 from .program import Var
 from .trace import Env, Tracer
@@ -72,17 +73,9 @@ class NcModule(nn.Module):
         table = self._table
         if not kwargs and len(args) == self._n:
             generic = self._compiled.generic
-            if generic is not None:
+            if generic is not None:  # the entry function: it falls back to the checked path itself
                 given = (*args, *[table[n] for n in self.param_names])
-                try:
-                    out = generic.fn(*[given[i] for i in self._order])
-                except NCError:
-                    raise
-                except Exception:  # noqa: BLE001 - re-run on the checked path, which reports it
-                    pass
-                else:
-                    if type(out) is torch.Tensor:
-                        return out
+                return generic.fn(*[given[i] for i in self._order])
         extra = [table[n] for n in self.param_names]
         values = bind_arguments(self._compiled, self.inputs, args, kwargs, extra=extra)
         return self._compiled.run([values[i] for i in self._order])
