@@ -314,6 +314,10 @@ def _lbfgs_epoch(model: nn.Module, opt: torch.optim.Optimizer, params: Sequence[
         opt.zero_grad(set_to_none=True)
         value = _objective(model, data, loss)
         value.backward()
+        if torch.isnan(value):
+            # A NaN trial point (outside a formula's domain) must read as infinitely bad: the
+            # strong Wolfe line search then steps back instead of wandering on to NaN parameters.
+            return torch.full_like(value, math.inf).detach()
         return value
 
     state = opt.state[params[0]]
@@ -350,7 +354,7 @@ def _run(model: nn.Module, params: Sequence[Tensor], data: _Data, loss: LossFn, 
             break
     with torch.no_grad():
         final = _objective(model, data, loss).item()
-    return _Run(history, final, converged)
+    return _Run(history, final, converged and math.isfinite(final))
 
 
 def _perturb(starts: list[Tensor], scale: float, gen: torch.Generator) -> list[Tensor]:
