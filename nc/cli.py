@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from .errors import NCError
 
 
+class UsageError(Exception):
+    """A command-line argument is malformed (exit status 2)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -33,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NCError as e:
         print(str(e), file=sys.stderr)
         return 1
-    except OSError as e:
+    except (OSError, UsageError) as e:
         print(f"nc: {e}", file=sys.stderr)
         return 2
 
@@ -78,7 +82,7 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int | None, ...]]:
         try:
             out[name] = tuple(None if d in ("?", "None") else int(d) for d in dims.split(",") if d)
         except ValueError:
-            raise SystemExit(f"nc: bad --shape {item!r}: use NAME=D1,D2 with integers or ?") from None
+            raise UsageError(f"bad --shape {item!r}: use NAME=D1,D2 with integers or ?") from None
     return out
 
 

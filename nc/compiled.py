@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from . import ir
-from .errors import CallError, NCError, ShapeError, Span
+from .errors import CallError, LimitError, NCError, ShapeError, Span
 from .lower import Lowered, lower
 from .parse import parse
-from .program import Program, Var
+from .program import Program, Promo, Var
 from .shapes import Shape, show
 from .trace import Promote, SizeDependent, Tracer
 
@@ -46,6 +46,10 @@ def deep_recursion() -> Iterator[None]:
         gc.disable()
     try:
         yield
+    except RecursionError:
+        raise LimitError("the program nests definitions, calls or expressions too deeply to compile",
+                         hint="nc follows each definition and function call into its body; chains of "
+                              "thousands of them are beyond its limit: merge some, or use loops") from None
     finally:
         if old < RECURSION_LIMIT:
             sys.setrecursionlimit(old)
@@ -143,7 +147,7 @@ class Compiled:
                         external_shapes=self.module_shapes)
         inputs = {}
         for n in self.names:
-            promo = frozenset() if n in self.declared else frozenset([n])
+            promo = None if n in self.declared else Promo((n,))
             inputs[n] = Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, promo)
         return tracer.run(inputs), tracer
 

@@ -152,6 +152,7 @@ class Program:
     inputs: tuple[str, ...]
     input_spans: tuple[Span | None, ...] = attrs.field(eq=False, repr=False)
     source_text: str = attrs.field(eq=False, repr=False, default="")
+    used_constants: tuple[str, ...] = ()  # constants the result uses, directly or not, in source order
 
     def function(self, key: str) -> Function:
         for fn in self.functions:

@@ -27,8 +27,8 @@ def trace_external(tr: Tracer, node: ir.External, env: Env) -> Value:
     module = tr.externals[node.name]
     args = [tr.expr(a, env) for a in node.args]
     for a in args:  # modules take feature vectors: an undeclared scalar input passed here is a vector
-        if isinstance(a, Var) and a.rank == 0 and a.promo:
-            raise Promote(a.promo, 1)
+        if isinstance(a, Var) and a.rank == 0 and a.promo is not None:
+            raise Promote(a.promo.names(), 1)
     shapes = [pshape_of(a) for a in args]
     declared = tr.external_shapes.get(node.name)
     if declared is not None:

@@ -12,7 +12,7 @@ from torch import nn
 from . import ir
 from .api import DEFAULT_MAX_ITER
 from .binding import bind_arguments
-from .compiled import Compiled, ShapeSpec
+from .compiled import Compiled, ShapeSpec, deep_recursion
 from .errors import CallError, NCTypeError
 from .parse import parse
 from .program import Var
@@ -91,7 +91,8 @@ class NcModule(nn.Module):
 
     def to_source(self) -> str:
         """The program with every parameter as a top-level ``(define name value)`` at its current value."""
-        program = parse(self.source, name=str(self.options["name"]), externals=tuple(self.learned))
+        with deep_recursion():
+            program = parse(self.source, name=str(self.options["name"]), externals=tuple(self.learned))
         text = self.source
         cuts = sorted((d.form_span.start, d.form_span.end) for d in program.constants
                       if d.name in self.trainable_names and d.form_span is not None)

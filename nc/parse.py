@@ -53,6 +53,7 @@ class Parser(SpecialForms):
         self.fn_arity: dict[str, int] = {}
         self.owners: dict[str, Owner] = {}
         self.owner = Owner()
+        self.reachable: set[str] = set()  # top-level items the result uses, directly or not
         self.loops: list[tuple[str, int]] = []  # enclosing loops: (key, number of variables)
 
     # ---- program --------------------------------------------------------------------------
@@ -71,8 +72,9 @@ class Parser(SpecialForms):
         self.owners["<result>"] = self.owner = Owner()
         body, lambda_params = self.result(result)
         inputs, spans = self.inputs(lambda_params)
+        used = tuple(n for n in self.constants if n in self.reachable and n not in self.promote)
         return ir.Program(constants=tuple(self.constants.values()), functions=tuple(self.functions.values()),
-                          result=body, inputs=inputs, input_spans=spans,
+                          result=body, inputs=inputs, input_spans=spans, used_constants=used,
                           source_text=self.source.text)
 
     def span_at(self, offset: int) -> Span:
@@ -154,6 +156,7 @@ class Parser(SpecialForms):
             if item in seen_items:
                 continue
             seen_items.add(item)
+            self.reachable.add(item)
             owner = self.owners[item]
             found.extend(owner.free)
             todo.extend(owner.globals_used)
@@ -280,7 +283,8 @@ class Parser(SpecialForms):
         lo, hi = prim.arity
         if len(args_forms) < lo or (hi is not None and len(args_forms) > hi):
             raise ArityError(f"{prim.name} takes {prim.arity_text()} argument{'s' * (prim.arity != (1, 1))}, "
-                             f"got {len(args_forms)}", form.span, hint=f"{prim.name}: {prim.doc}")
+                             f"got {len(args_forms)}", form.span,
+                             hint=None if prim.doc == prim.name else f"{prim.name}: {prim.doc}")
         args = tuple(self.expr(a, scope, None) for a in args_forms)
         return ir.PrimCall(prim=prim.name, args=args, span=form.span, head_span=head.span)
 

@@ -19,6 +19,42 @@ from .errors import Span
 from .shapes import Shape
 
 
+class Promo:
+    """The undeclared inputs whose per-example rank a value's rank follows (for rank inference).
+
+    Kept as a small DAG of the operands' sets and flattened only when a rank must be raised,
+    so that a long fold such as ``(+ x0 x1 ... xn)`` stays linear.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[str | Promo, ...]) -> None:
+        self.parts = parts
+
+    def names(self) -> frozenset[str]:
+        out: set[str] = set()
+        seen: set[int] = set()
+        stack: list[str | Promo] = [self]
+        while stack:
+            p = stack.pop()
+            if isinstance(p, str):
+                out.add(p)
+            elif id(p) not in seen:
+                seen.add(id(p))
+                stack.extend(p.parts)
+        return frozenset(out)
+
+
+def join_promo(*promos: Promo | None) -> Promo | None:
+    """The promo of a value computed elementwise from values with these promos."""
+    present = [p for p in promos if p is not None]
+    if not present:
+        return None
+    if len(present) == 1 or all(p is present[0] for p in present):
+        return present[0]
+    return Promo(tuple(present))
+
+
 @attrs.define(eq=False)
 class Var:
     """A traced value: known per-example shape, unknown contents."""
@@ -26,7 +62,7 @@ class Var:
     id: int
     pshape: Shape
     ctx: Any = attrs.field(repr=False, default=None)  # the branch/loop context it was made in
-    promo: frozenset[str] = frozenset()  # inputs whose rank could still be raised to raise this one's
+    promo: Promo | None = None  # inputs whose rank could still be raised to raise this one's
     sizedep: bool = False  # depends on a size not known yet (compile-time pass only)
     mask: bool = False  # a boolean mask rather than a number
 

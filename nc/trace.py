@@ -23,7 +23,7 @@ from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
 from .primitives import TABLE, Primitive, code_of, evaluator
-from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var, live_equations
+from .program import Atom, ConstRef, Eqn, Lit, Program, Promo, Region, Var, join_promo, live_equations
 
 Value = Var | torch.Tensor
 
@@ -35,6 +35,9 @@ MAX_UNROLL = 100_000
 
 MAX_CONSTANT_ELEMENTS = 10_000_000
 """Largest constant that (eye n), (zeros n) or (ones n) may build."""
+
+MAX_CALL_DEPTH = 1000
+"""Deepest nesting of function calls being traced (a chain of functions each calling the next)."""
 
 MAX_RECURSION = 200
 """Deepest static (constant-argument) recursion of a function that is not a tail loop."""
@@ -138,6 +141,8 @@ class Tracer:
     # ---- entry --------------------------------------------------------------------------------
     def run(self, inputs: dict[str, Var]) -> Program:
         self.inputs = dict(inputs)
+        for name in self.ir.used_constants:  # in source order: a long chain of definitions needs no deep recursion
+            self.expr_Global(ir.Global(name=name, span=self.constants_ir[name].span), Env())
         out = self.expr(self.ir.result, Env())
         output = self.atom(out, tensor=True)
         needed = {output.id} if isinstance(output, Var) else set()
@@ -147,14 +152,14 @@ class Tracer:
                        domain_sites=self.domain_sites,
                        externals=[self.externals[n] for n in self.externals_used])
 
-    def new_var(self, pshape: sh.Shape, *, promo: frozenset[str] = frozenset(), sizedep: bool = False,
+    def new_var(self, pshape: sh.Shape, *, promo: Promo | None = None, sizedep: bool = False,
                 mask: bool = False) -> Var:
         return Var(next(self.ids), tuple(pshape), self.ctx, promo, sizedep, mask)
 
     # ---- recording ----------------------------------------------------------------------------
     def record(self, prim: str, code: str, args: Sequence[Value | Atom], pshape: sh.Shape, span: Span | None,
                *, params: dict[str, Any] | None = None, py_scalars: bool = False, mask: bool = False,
-               promo: frozenset[str] = frozenset(), guard: bool = True, region: Region | None = None) -> Var:
+               promo: Promo | None = None, guard: bool = True, region: Region | None = None) -> Var:
         self.count += 1
         if self.count > MAX_EQUATIONS:
             raise LimitError(f"the program traces to more than {MAX_EQUATIONS} operations", span,
@@ -335,7 +340,7 @@ class Tracer:
             raise ShapeError(f"the branches of this if do not fit together: {e}", span) from None
         args = [self.align(v, rank) if isinstance(v, Var) and v.rank < rank and not v.mask else v for v in (a, b)]
         m = self.mask_for(mask, rank) if isinstance(mask, Var) else mask
-        promo = frozenset().union(*(v.promo for v in (a, b) if isinstance(v, Var)))
+        promo = join_promo(*(v.promo for v in (a, b) if isinstance(v, Var)))
         return self.record("%where", code_of("%where"), (m, *args), pshape, span, promo=promo)
 
     # ---- calls of primitives ------------------------------------------------------------------
@@ -353,16 +358,17 @@ class Tracer:
         try:
             out_shape = prim.shape(*shapes, **params)
         except sh.ShapeMismatch as e:
-            raise ShapeError(f"{prim.name}: {e}", span) from None
+            text = str(e) if str(e).startswith(prim.name) else f"{prim.name}: {e}"
+            raise ShapeError(text, span) from None
         template = code if code is not None else prim.template(len(args), shapes, params)
         if all(is_concrete(a) for a in args):
             return self.fold(prim, template, args, params, span)
         if prim.align:
             rank = sh.rank_of(shapes)
             args = [self.align(a, rank) if isinstance(a, Var) and a.rank < rank else a for a in args]
-        promo: frozenset[str] = frozenset()
+        promo = None
         if prim.align or prim.family in ("elementwise", "arithmetic"):
-            promo = frozenset().union(*(a.promo for a in args if isinstance(a, Var)))
+            promo = join_promo(*(a.promo for a in args if isinstance(a, Var)))
         if self.check_domain:
             self.domain_check(prim, template, args, span)
         out = self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
@@ -398,7 +404,7 @@ class Tracer:
             return None
         key = (self.ctx.ident, rank)
         if key not in self.path_masks:
-            aligned = [self.mask_for(m, min(rank, m.rank)) for m in masks]
+            aligned = [self.mask_for(m, rank) for m in masks]
             out = aligned[0]
             for m in aligned[1:]:
                 out = self.record("%and", code_of("%and"), (out, m), sh.broadcast(out.pshape, m.pshape), None,
@@ -426,8 +432,8 @@ class Tracer:
                     ranks: Sequence[int] | None = None) -> None:
         for i, a in enumerate(args):
             need = ranks[i] if ranks is not None else prim.rank_needed(i)
-            if len(pshape_of(a)) < need and isinstance(a, Var) and a.promo:
-                raise Promote(a.promo, need)
+            if len(pshape_of(a)) < need and isinstance(a, Var) and a.promo is not None:
+                raise Promote(a.promo.names(), need)
             if prim.scalar_args and isinstance(a, Var) and a.rank > 0:
                 raise ShapeError(f"{prim.name} stacks scalars, got {sh.show(a.pshape)}", span,
                                  hint="use concat to join vectors")
@@ -460,6 +466,9 @@ class Tracer:
                 depth += 1
                 if ctx is not self.ctx:
                     self.recursion_on_inputs(fn, span)
+        if len(self.active) >= MAX_CALL_DEPTH:
+            raise LimitError(f"calls nest more than {MAX_CALL_DEPTH} deep here (each function call is traced "
+                             "into its caller)", span, hint="shorten the chain of calls, or use a loop")
         if depth >= MAX_RECURSION:
             raise LimitError(f"'{fn.name}' recurses more than {MAX_RECURSION} deep", span,
                              hint="write the recursion as a tail call or a loop")
