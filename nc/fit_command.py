@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise CallError(f"{args.data}: no column for input{'s' * (len(missing) > 1)} {', '.join(missing)} "
                         f"(columns: {', '.join(columns)})")
     target_name = args.target or only_other(columns, model.inputs, args.data)
+    if target_name not in columns:
+        raise CallError(f"{args.data}: no target column '{target_name}' (columns: {', '.join(columns)})")
     inputs = {n: torch.from_numpy(columns[n]) for n in model.inputs}
     target = torch.from_numpy(columns[target_name])
     start = time.perf_counter()
