@@ -66,16 +66,21 @@ class SpecialForms:
             return self.loop_form(form, form.items[1], form.items[2], form.items[3], scope, tail)
         if len(form.items) != 3:
             raise SyntaxFormError("let takes bindings and one body expression: (let ((x 1)) body)", form.span)
-        pairs = self.bindings(form.items[1], "let")
+        out, inner = self.parallel_bindings(self.bindings(form.items[1], "let"), scope, "let")
+        return ir.Let(bindings=tuple(out), body=self.expr(form.items[2], inner, tail), span=form.span)
+
+    def parallel_bindings(self, pairs: list[tuple[Sym, Form]], scope: Scope, what: str
+                          ) -> tuple[list[ir.Binding], Scope]:
+        """Bindings whose values are read in ``scope`` (as let and loop do), and the inner scope."""
         inner = Scope(scope)
         out = []
         for sym, value in pairs:
             if sym.name in inner.names:
-                raise SyntaxFormError(f"'{sym.name}' is bound twice in one let", sym.span)
+                raise SyntaxFormError(f"'{sym.name}' is bound twice in one {what}", sym.span)
             key = next(self.keys)
             out.append(ir.Binding(name=sym.name, key=key, value=self.expr(value, scope, None), span=sym.span))
             inner.names[sym.name] = Bound("local", key)
-        return ir.Let(bindings=tuple(out), body=self.expr(form.items[2], inner, tail), span=form.span)
+        return out, inner
 
     @special("let*")
     def _let_star(self, form: Lst, scope: Scope, tail: str | None) -> ir.Expr:
@@ -166,14 +171,7 @@ class SpecialForms:
                   tail: str | None) -> ir.Expr:
         pairs = self.bindings(bindings, "loop")
         key = f"loop#{next(self.keys)}"
-        inner = Scope(scope)
-        out = []
-        for sym, value in pairs:
-            if sym.name in inner.names:
-                raise SyntaxFormError(f"'{sym.name}' is bound twice in one loop", sym.span)
-            k = next(self.keys)
-            out.append(ir.Binding(name=sym.name, key=k, value=self.expr(value, scope, None), span=sym.span))
-            inner.names[sym.name] = Bound("local", k)
+        out, inner = self.parallel_bindings(pairs, scope, "loop")
         if name is not None:
             self.check_bindable(name)
             inner.names[name.name] = Bound("loop", key, len(pairs))
