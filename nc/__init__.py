@@ -23,9 +23,11 @@ from .errors import (
     SyntaxFormError,
     UnboundNameError,
 )
-from .fit import FitResult, ShootingLoss, fit, fit_many
+from .fit import FitResult, fit
+from .fit_many import FitManyResult, fit_many
 from .module import NcModule
 from .program import Program
+from .shooting import ShootingLoss
 
 __version__ = "0.1.0"
 
@@ -55,6 +57,7 @@ __all__ = [
     "ShapeError",
     "SyntaxFormError",
     "UnboundNameError",
+    "FitManyResult",
     "FitResult",
     "ShootingLoss",
     "compile",

@@ -6,11 +6,11 @@ Nothing here depends on how a module was made: a module compiled by nc, or any h
 - `fit`: one model, Adam (mini-batch or full batch) or L-BFGS with a strong Wolfe line search,
   with restarts, multiple starts (a list or a grid of starting values), early stopping,
   gradient clipping and a cosine schedule.
-- `ShootingLoss`: multiple shooting for trajectory data, as an ``nn.Module`` whose output is
-  the loss, so that `fit` optimises the physics constants and the windows' initial states
-  together (``fit(ShootingLoss(...), None, None)``).
-- `fit_many`: K independent fits of one model at once, with ``torch.func.vmap`` over
-  ``torch.func.functional_call``; the same numbers as K separate `fit` calls with Adam.
+- `nc.shooting.ShootingLoss`: multiple shooting for trajectory data, as an ``nn.Module``
+  whose output is the loss, so that `fit` optimises the physics constants and the windows'
+  initial states together (``fit(ShootingLoss(...), None, None)``).
+- `nc.fit_many.fit_many`: K independent fits of one model at once, with ``torch.func.vmap``
+  over ``torch.func.functional_call``; the same numbers as K separate `fit` calls with Adam.
 
 Conventions: ``inputs`` is a dict (keyword arguments), a tuple (positional arguments), a single
 tensor, or None (no arguments). ``target=None`` means the model's output is itself the scalar
@@ -31,11 +31,10 @@ import attrs
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from nc.errors import CallError
 
-__all__ = ["FitResult", "FitManyResult", "ShootingLoss", "fit", "fit_many"]
+__all__ = ["FitResult", "fit"]
 
 LossFn = Callable[[Any, Any], Tensor]
 Inputs = Mapping[str, Any] | Sequence[Any] | Tensor | None
@@ -69,22 +68,6 @@ class FitResult:
     restart: int = 0
     restart_losses: tuple[float, ...] = ()
     start: int = 0
-
-
-@attrs.frozen
-class FitManyResult:
-    """What `fit_many` returns: ``history`` [epochs_run, K], ``loss`` [K] (each set's loss at
-    its final parameters), ``params`` name -> [K, *shape]."""
-
-    history: Tensor
-    loss: Tensor
-    params: dict[str, Tensor]
-    epochs_run: int
-    seconds: float
-
-
-# ----------------------------------------------------------------------------------------------
-# Data and losses
 
 
 @attrs.frozen
@@ -581,276 +564,3 @@ def _run_label(start: int, n_starts: int, restart: int, restarts: int) -> str:
 def _better(a: float, b: float) -> bool:
     """``a < b`` with NaN worse than anything."""
     return not math.isnan(a) and (math.isnan(b) or a < b)
-
-
-# ----------------------------------------------------------------------------------------------
-# Multiple shooting
-
-
-def _window_starts(T: int, window: int, n_windows: int | None, starts: Sequence[int] | None,
-                   seed: int | None) -> list[int]:
-    """Sorted window starts: given, ``n_windows`` distinct random ones, or contiguous tiles
-    (plus one window ending at the last point if the tiles fall short of it)."""
-    if window < 1 or window > T - 1:
-        raise CallError(f"window must be between 1 and {T - 1} steps for {T} observations, got {window}", None)
-    last = T - 1 - window  # the last valid start
-    if starts is not None:
-        bad = [s for s in starts if not 0 <= s <= last]
-        if bad:
-            raise CallError(f"window starts {bad} leave the data (valid: 0..{last})", None)
-        return sorted(int(s) for s in starts)
-    if n_windows is None:
-        tiles = list(range(0, last + 1, window))
-        return tiles if tiles[-1] == last else [*tiles, last]
-    if not 1 <= n_windows <= last + 1:
-        raise CallError(f"n_windows must be between 1 and {last + 1}, got {n_windows}", None)
-    perm = torch.randperm(last + 1, generator=_generator(seed))[:n_windows]
-    return sorted(int(s) for s in perm)
-
-
-def _owner(rollout: Callable[..., Any]) -> nn.Module | None:
-    owner = getattr(rollout, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
-
-
-class ShootingLoss(nn.Module):
-    """Multiple-shooting loss for a trajectory: its ``forward()`` returns a scalar to minimise.
-
-    The observed trajectory ``obs`` [T, *state] is cut into windows of ``window`` steps (each
-    covers ``window + 1`` observations). Each window is integrated by ``rollout`` from its own
-    initial state, a trainable parameter (``states`` [W, *state]) initialised from the
-    observation at the window's start: starting windows from noisy observations, held fixed,
-    would bias the fitted constants. The loss is the mean squared error over every window and
-    point (the start included, which anchors the states to the data), plus
-    ``continuity_weight`` times the mean squared gap between where a window's prediction is at
-    the start of the next (overlapping or touching) window and that window's state.
-
-    Args:
-        rollout: ``rollout(y0, n_steps) -> [n_steps + 1, *state]`` for one initial state (any
-            callable: an ``nn.Module``, a bound method of one, or a function; with ``times``,
-            ``rollout(y0, n_steps, t0)``). For a compiled nc module whose step count is fixed
-            in the program, use ``lambda y0, n: model(y0)`` with ``module=model``.
-        obs: the observations [T, *state], equally spaced in time.
-        window: steps per window.
-        n_windows: that many windows at distinct random starts (from ``seed``); None: contiguous
-            windows covering the whole trajectory (the last one shifted back to end at T - 1).
-        starts: explicit window start indices instead.
-        continuity_weight: weight of the continuity penalty (0 disables it).
-        train_states: False keeps the window states at the observations.
-        times: the observation times [T]; if given, the rollout also receives its window's start time.
-        vectorize: ``"loop"`` (one call per window; works with any callable), ``"vmap"``
-            (``torch.func.vmap`` over windows) or ``"batched"`` (``rollout`` takes [W, *state]
-            and returns [W, n_steps + 1, *state], nc's batch-axes-in-front convention).
-        module: the module holding the physics parameters when ``rollout`` is a plain function
-            (found automatically for a module or a bound method of one); it becomes the
-            submodule ``physics``, so its parameters are fitted along with ``states``.
-
-    Example (Lotka-Volterra, with ``lv`` an ``nn.Module`` whose ``forward(y0, n_steps)`` is an
-    RK4 rollout with trainable alpha, beta, delta, gamma)::
-
-        shoot = ShootingLoss(lv, obs, window=24, continuity_weight=1.0)
-        result = fit(shoot, None, None, optimizer="lbfgs", dtype=torch.float64)
-        lv.alpha            # fitted; shoot.states holds the fitted window states
-
-    With a compiled nc program ``(rk4 f s0 0.1 24)`` (input ``s0``), whose step count is fixed in
-    the program and whose batch axes stay in front, the batched path is the fastest (about 5x
-    the loop for the Lotka-Volterra fit)::
-
-        shoot = ShootingLoss(lambda y0, n: lv(y0), obs, window=24, module=lv, vectorize="batched")
-    """
-
-    starts: Tensor  # [W] window start indices, sorted
-    targets: Tensor  # [W, window + 1, *state] the observations each window is compared with
-    t0: Tensor | None  # [W] start times, with ``times``
-    pair_from: Tensor  # windows i whose prediction meets window i + 1's state ...
-    pair_offset: Tensor  # ... at this step of window i
-    physics: nn.Module
-
-    def __init__(self, rollout: Callable[..., Any], obs: Tensor, window: int, n_windows: int | None = None,
-                 *, starts: Sequence[int] | None = None, seed: int | None = None,
-                 continuity_weight: float = 0.0, train_states: bool = True, times: Tensor | None = None,
-                 vectorize: str = "loop", module: nn.Module | None = None) -> None:
-        super().__init__()
-        if vectorize not in ("loop", "vmap", "batched"):
-            raise CallError(f"unknown vectorize {vectorize!r}", None, hint="use 'loop', 'vmap' or 'batched'")
-        obs = torch.as_tensor(obs).detach().clone()
-        first = _window_starts(obs.shape[0], int(window), n_windows, starts, seed)
-        self.window, self.vectorize, self.continuity_weight = int(window), vectorize, float(continuity_weight)
-        self._fn = None if isinstance(rollout, nn.Module) else rollout
-        physics = rollout if isinstance(rollout, nn.Module) else (module or _owner(rollout))
-        if physics is None:
-            raise CallError("the rollout is a plain function, so its physics parameters cannot be found", None,
-                            hint="pass module=<the nn.Module holding them> (nn.Module() to fit only the states)")
-        self.physics = physics
-        idx = torch.tensor(first)
-        self.register_buffer("starts", idx)
-        self.register_buffer("targets", obs[idx[:, None] + torch.arange(self.window + 1)])
-        self.register_buffer("t0", None if times is None else torch.as_tensor(times)[idx].clone())
-        self.states = nn.Parameter(obs[idx].clone(), requires_grad=train_states)
-        pairs = [(i, first[i + 1] - first[i]) for i in range(len(first) - 1) if first[i + 1] - first[i] <= window]
-        self.register_buffer("pair_from", torch.tensor([i for i, _ in pairs], dtype=torch.long))
-        self.register_buffer("pair_offset", torch.tensor([d for _, d in pairs], dtype=torch.long))
-
-    def _rollout(self, y0: Tensor, t0: Tensor | None) -> Tensor:
-        fn: Callable[..., Tensor] = self._fn if self._fn is not None else self.physics
-        return fn(y0, self.window) if t0 is None else fn(y0, self.window, t0)
-
-    def predict(self) -> Tensor:
-        """The windows' predicted trajectories [W, window + 1, *state] (compare with ``targets``)."""
-        if self.vectorize == "batched":
-            return self._rollout(self.states, self.t0)
-        if self.vectorize == "vmap":
-            return vmap(self._rollout, in_dims=(0, None if self.t0 is None else 0))(self.states, self.t0)
-        t0 = [None] * len(self.states) if self.t0 is None else list(self.t0)
-        return torch.stack([self._rollout(y, t) for y, t in zip(self.states, t0)])
-
-    def forward(self) -> Tensor:
-        pred = self.predict()
-        loss = (pred - self.targets).square().mean()
-        if self.continuity_weight and len(self.pair_from):
-            gap = pred[self.pair_from, self.pair_offset] - self.states[self.pair_from + 1]
-            loss = loss + self.continuity_weight * gap.square().mean()
-        return loss
-
-
-# ----------------------------------------------------------------------------------------------
-# fit_many
-
-
-def _stack_initial(named: list[tuple[str, str, nn.Parameter]], params: Mapping[str, Any] | None,
-                   k: int | None, dtype: torch.dtype | None) -> dict[str, Tensor]:
-    """path -> [K, *shape] starting values: from ``params`` (by name or path) where given, else the
-    model's, repeated."""
-    path_of = {n: path for n, path, _ in named} | {path: path for _, path, _ in named}
-    unknown = sorted(set(params or {}) - set(path_of))
-    if unknown:
-        raise CallError(f"params names no trainable parameter: {unknown}", None,
-                        hint=f"trainable parameters: {[n for n, _, _ in named]}")
-    given = {path_of[n]: torch.as_tensor(v) for n, v in (params or {}).items()}
-    sizes = {v.shape[0] if v.dim() else None for v in given.values()} | ({k} if k else set())
-    if len(sizes) != 1 or None in sizes:
-        raise CallError(f"fit_many needs one number of parameter sets K; got {sorted(map(str, sizes))}", None,
-                        hint="give every entry of params a leading axis of size K, or pass k=K")
-    K = cast(int, sizes.pop())
-    out = {}
-    for n, path, p in named:
-        v = given.get(path, p.detach().expand(K, *p.shape))
-        if tuple(v.shape) != (K, *p.shape):
-            raise CallError(f"params[{n!r}] has shape {tuple(v.shape)}, expected {(K, *p.shape)}", None)
-        out[path] = v.to(device=p.device, dtype=dtype or p.dtype).clone()
-    return out
-
-
-def _clip_per_set(grads: list[Tensor], max_norm: float) -> None:
-    """``clip_grad_norm_`` applied to each parameter set separately (axis 0 indexes the sets)."""
-    k = grads[0].shape[0]
-    norms = torch.stack([g.reshape(k, -1).norm(dim=1) for g in grads], dim=1).norm(dim=1)
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.reshape(k, *([1] * (g.dim() - 1))))
-
-
-def _dims(inputs: Inputs, in_dims: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``in_dims`` (one int/None, or matching the structure of ``inputs``) as (args dims, kwargs dims)."""
-    if isinstance(inputs, Mapping):
-        dims = in_dims if isinstance(in_dims, Mapping) else dict.fromkeys(inputs, in_dims)
-        return (), {str(k): dims[k] for k in inputs}
-    if inputs is None:
-        return (), {}
-    count = 1 if isinstance(inputs, (Tensor, np.ndarray)) else len(inputs)
-    return (tuple(in_dims) if isinstance(in_dims, Sequence) else (in_dims,) * count), {}
-
-
-def fit_many(
-    model: nn.Module,
-    inputs: Inputs,
-    target: Any,
-    *,
-    params: Mapping[str, Any] | None = None,
-    k: int | None = None,
-    in_dims: Any = 0,
-    target_dim: int | None = 0,
-    lr: float = DEFAULT_LR["adam"],
-    epochs: int = DEFAULT_EPOCHS["adam"],
-    dtype: torch.dtype | None = None,
-    loss: str | LossFn = "mse",
-    clip: float | None = None,
-    scheduler: str | None = None,
-    progress: bool = False,
-    optimizer: str = "adam",
-    optimizer_options: Mapping[str, Any] | None = None,
-) -> FitManyResult:
-    """Fit K independent parameter sets of ``model`` at once, each to its own data (or from its
-    own start), with ``torch.func.vmap`` over ``torch.func.functional_call``.
-
-    The result equals K separate ``fit(model_k, inputs_k, target_k, optimizer="adam", lr=lr,
-    epochs=epochs, clip=clip, scheduler=scheduler)`` calls (full batch, no early stopping) up
-    to rounding, and is much faster. The model itself is not changed.
-
-    Args:
-        params: name -> [K, *shape] starting values; trainable parameters not named start at
-            the model's value in every set. Without params, ``k`` (or the target) gives K.
-        in_dims: the axis of the K sets in the inputs: one value for all, or a tuple/dict
-            matching ``inputs``; None for an input shared by all sets.
-        target_dim: the axis of the K sets in the target (None: one target shared by all,
-            e.g. a multi-start fit from K starting points).
-        optimizer: only ``"adam"``: L-BFGS's line search and curvature pairs would couple the
-            sets; loop over `fit` for it.
-        clip: the gradient-norm clip, applied to each set's own gradient norm.
-
-    Example (100 logistic-growth curves ``y = C / (1 + (C / y0 - 1) exp(-r t))``, one rate
-    ``r`` and capacity ``C`` each, ``t`` shared)::
-
-        res = fit_many(logistic, {"t": t, "y0": y0s}, ys, params={"r": r0s, "C": c0s},
-                       in_dims={"t": None, "y0": 0})
-        res.params["r"]   # [100]
-    """
-    if optimizer != "adam":
-        raise CallError(f"fit_many supports optimizer='adam' only, got {optimizer!r}", None,
-                        hint="L-BFGS couples the sets through its line search: loop over fit() instead")
-    named = _trainable(model)
-    device = named[0][2].device
-    if params is None and k is None and target is not None and target_dim is not None:
-        k = torch.as_tensor(target).shape[target_dim]
-    stacked = _stack_initial(named, params, k, dtype)
-    frozen = {n: _as_tensor(t.detach(), dtype, device)
-              for n, t in [*model.named_parameters(), *model.named_buffers()] if n not in stacked}
-    data = _prepare(inputs, target, dtype, device)
-    arg_dims, kw_dims = _dims(inputs, in_dims)
-    loss_fn = _loss_fn(loss)
-
-    def one(p: dict[str, Tensor], args: tuple[Any, ...], kwargs: dict[str, Any], tgt: Any) -> Tensor:
-        return _objective(lambda *a, **kw: functional_call(model, {**frozen, **p}, a, kw),
-                          _Data(args, kwargs, tgt), loss_fn)
-
-    # One loss per set, summed. Set k's loss depends only on set k's parameters, so the gradient
-    # of the sum with respect to the stacked tensors holds, in row k, exactly set k's own gradient.
-    # Adam's update is elementwise (per-element moments and bias correction, a scalar learning
-    # rate shared by all sets, as the cosine schedule is), so Adam on the stacked tensors is K
-    # independent Adams. Clipping is done per set (_clip_per_set) for the same reason. (This is
-    # about twice as fast as vmap(grad(...)) on CPU.)
-    losses_of = vmap(one, in_dims=(0, arg_dims, kw_dims, target_dim))
-    leaves = [v.requires_grad_() for v in stacked.values()]
-    opts = _Options("adam", lr, epochs, None, None, None, 0.0, clip, scheduler, dict(optimizer_options or {}))
-    opt, t0 = _make_optimizer(leaves, opts), time.perf_counter()
-    sched, bar = _make_scheduler(opt, opts), _Progress(epochs, progress, "fit_many")
-    history = []
-    for epoch in range(epochs):
-        opt.zero_grad(set_to_none=True)
-        losses = losses_of(stacked, data.args, data.kwargs, data.target)
-        losses.sum().backward()
-        if clip is not None:
-            _clip_per_set([leaf.grad for leaf in leaves], clip)  # type: ignore[misc]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        history.append(losses.detach())
-        if progress:
-            bar.update(epoch + 1, float(losses.mean()))
-    bar.close()
-    with torch.no_grad():
-        final = losses_of(stacked, data.args, data.kwargs, data.target)
-    hist = torch.stack(history) if history else torch.empty(0, len(final))
-    names = {path: n for n, path, _ in named}
-    return FitManyResult(hist, final.detach(), {names[p]: v.detach().clone() for p, v in stacked.items()}, epochs,
-                         time.perf_counter() - t0)

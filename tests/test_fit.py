@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from nc import FitResult, ShootingLoss, fit, fit_many
 from nc.errors import CallError
-from nc.fit import FitResult, ShootingLoss, fit, fit_many
 
 F64 = torch.float64
 

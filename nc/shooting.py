@@ -1,0 +1,142 @@
+"""Multiple shooting for trajectory data: `ShootingLoss`, a loss module for `nc.fit`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from nc.errors import CallError
+from nc.fit import _generator
+
+# ----------------------------------------------------------------------------------------------
+# Multiple shooting
+
+
+def _window_starts(T: int, window: int, n_windows: int | None, starts: Sequence[int] | None,
+                   seed: int | None) -> list[int]:
+    """Sorted window starts: given, ``n_windows`` distinct random ones, or contiguous tiles
+    (plus one window ending at the last point if the tiles fall short of it)."""
+    if window < 1 or window > T - 1:
+        raise CallError(f"window must be between 1 and {T - 1} steps for {T} observations, got {window}", None)
+    last = T - 1 - window  # the last valid start
+    if starts is not None:
+        bad = [s for s in starts if not 0 <= s <= last]
+        if bad:
+            raise CallError(f"window starts {bad} leave the data (valid: 0..{last})", None)
+        return sorted(int(s) for s in starts)
+    if n_windows is None:
+        tiles = list(range(0, last + 1, window))
+        return tiles if tiles[-1] == last else [*tiles, last]
+    if not 1 <= n_windows <= last + 1:
+        raise CallError(f"n_windows must be between 1 and {last + 1}, got {n_windows}", None)
+    perm = torch.randperm(last + 1, generator=_generator(seed))[:n_windows]
+    return sorted(int(s) for s in perm)
+
+
+def _owner(rollout: Callable[..., Any]) -> nn.Module | None:
+    owner = getattr(rollout, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+class ShootingLoss(nn.Module):
+    """Multiple-shooting loss for a trajectory: its ``forward()`` returns a scalar to minimise.
+
+    The observed trajectory ``obs`` [T, *state] is cut into windows of ``window`` steps (each
+    covers ``window + 1`` observations). Each window is integrated by ``rollout`` from its own
+    initial state, a trainable parameter (``states`` [W, *state]) initialised from the
+    observation at the window's start: starting windows from noisy observations, held fixed,
+    would bias the fitted constants. The loss is the mean squared error over every window and
+    point (the start included, which anchors the states to the data), plus
+    ``continuity_weight`` times the mean squared gap between where a window's prediction is at
+    the start of the next (overlapping or touching) window and that window's state.
+
+    Args:
+        rollout: ``rollout(y0, n_steps) -> [n_steps + 1, *state]`` for one initial state (any
+            callable: an ``nn.Module``, a bound method of one, or a function; with ``times``,
+            ``rollout(y0, n_steps, t0)``). For a compiled nc module whose step count is fixed
+            in the program, use ``lambda y0, n: model(y0)`` with ``module=model``.
+        obs: the observations [T, *state], equally spaced in time.
+        window: steps per window.
+        n_windows: that many windows at distinct random starts (from ``seed``); None: contiguous
+            windows covering the whole trajectory (the last one shifted back to end at T - 1).
+        starts: explicit window start indices instead.
+        continuity_weight: weight of the continuity penalty (0 disables it).
+        train_states: False keeps the window states at the observations.
+        times: the observation times [T]; if given, the rollout also receives its window's start time.
+        vectorize: ``"loop"`` (one call per window; works with any callable), ``"vmap"``
+            (``torch.func.vmap`` over windows) or ``"batched"`` (``rollout`` takes [W, *state]
+            and returns [W, n_steps + 1, *state], nc's batch-axes-in-front convention).
+        module: the module holding the physics parameters when ``rollout`` is a plain function
+            (found automatically for a module or a bound method of one); it becomes the
+            submodule ``physics``, so its parameters are fitted along with ``states``.
+
+    Example (Lotka-Volterra, with ``lv`` an ``nn.Module`` whose ``forward(y0, n_steps)`` is an
+    RK4 rollout with trainable alpha, beta, delta, gamma)::
+
+        shoot = ShootingLoss(lv, obs, window=24, continuity_weight=1.0)
+        result = fit(shoot, None, None, optimizer="lbfgs", dtype=torch.float64)
+        lv.alpha            # fitted; shoot.states holds the fitted window states
+
+    With a compiled nc program ``(rk4 f s0 0.1 24)`` (input ``s0``), whose step count is fixed in
+    the program and whose batch axes stay in front, the batched path is the fastest (about 5x
+    the loop for the Lotka-Volterra fit)::
+
+        shoot = ShootingLoss(lambda y0, n: lv(y0), obs, window=24, module=lv, vectorize="batched")
+    """
+
+    starts: Tensor  # [W] window start indices, sorted
+    targets: Tensor  # [W, window + 1, *state] the observations each window is compared with
+    t0: Tensor | None  # [W] start times, with ``times``
+    pair_from: Tensor  # windows i whose prediction meets window i + 1's state ...
+    pair_offset: Tensor  # ... at this step of window i
+    physics: nn.Module
+
+    def __init__(self, rollout: Callable[..., Any], obs: Tensor, window: int, n_windows: int | None = None,
+                 *, starts: Sequence[int] | None = None, seed: int | None = None,
+                 continuity_weight: float = 0.0, train_states: bool = True, times: Tensor | None = None,
+                 vectorize: str = "loop", module: nn.Module | None = None) -> None:
+        super().__init__()
+        if vectorize not in ("loop", "vmap", "batched"):
+            raise CallError(f"unknown vectorize {vectorize!r}", None, hint="use 'loop', 'vmap' or 'batched'")
+        obs = torch.as_tensor(obs).detach().clone()
+        first = _window_starts(obs.shape[0], int(window), n_windows, starts, seed)
+        self.window, self.vectorize, self.continuity_weight = int(window), vectorize, float(continuity_weight)
+        self._fn = None if isinstance(rollout, nn.Module) else rollout
+        physics = rollout if isinstance(rollout, nn.Module) else (module or _owner(rollout))
+        if physics is None:
+            raise CallError("the rollout is a plain function, so its physics parameters cannot be found", None,
+                            hint="pass module=<the nn.Module holding them> (nn.Module() to fit only the states)")
+        self.physics = physics
+        idx = torch.tensor(first)
+        self.register_buffer("starts", idx)
+        self.register_buffer("targets", obs[idx[:, None] + torch.arange(self.window + 1)])
+        self.register_buffer("t0", None if times is None else torch.as_tensor(times)[idx].clone())
+        self.states = nn.Parameter(obs[idx].clone(), requires_grad=train_states)
+        pairs = [(i, first[i + 1] - first[i]) for i in range(len(first) - 1) if first[i + 1] - first[i] <= window]
+        self.register_buffer("pair_from", torch.tensor([i for i, _ in pairs], dtype=torch.long))
+        self.register_buffer("pair_offset", torch.tensor([d for _, d in pairs], dtype=torch.long))
+
+    def _rollout(self, y0: Tensor, t0: Tensor | None) -> Tensor:
+        fn: Callable[..., Tensor] = self._fn if self._fn is not None else self.physics
+        return fn(y0, self.window) if t0 is None else fn(y0, self.window, t0)
+
+    def predict(self) -> Tensor:
+        """The windows' predicted trajectories [W, window + 1, *state] (compare with ``targets``)."""
+        if self.vectorize == "batched":
+            return self._rollout(self.states, self.t0)
+        if self.vectorize == "vmap":
+            return vmap(self._rollout, in_dims=(0, None if self.t0 is None else 0))(self.states, self.t0)
+        t0 = [None] * len(self.states) if self.t0 is None else list(self.t0)
+        return torch.stack([self._rollout(y, t) for y, t in zip(self.states, t0)])
+
+    def forward(self) -> Tensor:
+        pred = self.predict()
+        loss = (pred - self.targets).square().mean()
+        if self.continuity_weight and len(self.pair_from):
+            gap = pred[self.pair_from, self.pair_offset] - self.states[self.pair_from + 1]
+            loss = loss + self.continuity_weight * gap.square().mean()
+        return loss
