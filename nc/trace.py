@@ -12,8 +12,7 @@ masked-loop equation (see `nc.loops`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -21,11 +20,10 @@ import torch
 
 from . import ir
 from . import shapes as sh
+from .branches import Branches, Ctx, SizeDependent, Value, is_concrete, pshape_of
 from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
-from .primitives import TABLE, Primitive, code_of, evaluator
+from .primitives import Primitive, evaluator
 from .program import Atom, ConstRef, Eqn, Lit, Program, Promo, Region, Var, join_promo, live_equations
-
-Value = Var | torch.Tensor
 
 MAX_EQUATIONS = 2_000_000
 """Most equations one trace may record (unrolled loops count every step)."""
@@ -51,20 +49,6 @@ class Promote(Exception):
     def __init__(self, names: frozenset[str], rank: int) -> None:
         super().__init__(names, rank)
         self.names, self.rank = names, rank
-
-
-class SizeDependent(Exception):
-    """Internal: the compile-time pass met control flow on a size that only a call will know."""
-
-
-@attrs.define(eq=False)
-class Ctx:
-    """A branch or loop body: values used inside from outside are guarded by ``mask``."""
-
-    parent: Ctx | None
-    mask: Var | None  # bool, True where this branch is taken (None at the root)
-    region: Region | None  # the loop region this context records into (None: the program)
-    ident: int = 0
 
 
 class Env:
@@ -94,15 +78,7 @@ class TailResult:
     state: list[Value] | None
 
 
-def is_concrete(v: Any) -> bool:
-    return isinstance(v, torch.Tensor)
-
-
-def pshape_of(v: Value) -> sh.Shape:
-    return v.pshape if isinstance(v, Var) else tuple(v.shape)
-
-
-class Tracer:
+class Tracer(Branches):
     """Records one program for one signature (input per-example shapes, dtype, device)."""
 
     def __init__(self, program: ir.Program, *, abstract: bool, max_iter: int, dtype: torch.dtype,
@@ -191,56 +167,6 @@ class Tracer:
         self.constants.append(v)
         return ConstRef(len(self.constants) - 1, tuple(v.shape), v.dtype == torch.bool)
 
-    def guard(self, v: Var) -> Var:
-        """``v`` as seen from the current context: masked so that outside elements get no gradient."""
-        ctx = self.ctx
-        if v.ctx is ctx or ctx.mask is None or v.mask or not self.is_outer(v.ctx):
-            return v
-        key = (v.id, ctx.ident)
-        hit = self.guards.get(key)
-        if hit is not None:
-            return hit
-        self.ctx = ctx.parent  # type: ignore[assignment]
-        try:
-            outer = self.guard(v)
-        finally:
-            self.ctx = ctx
-        mask = self.mask_for(ctx.mask, v.rank)
-        g = self.record("%guard", code_of("%guard"), (mask, outer), v.pshape, None, guard=False,
-                        promo=v.promo)
-        self.guards[key] = g
-        return g
-
-    def is_outer(self, ctx: Ctx | None) -> bool:
-        """Whether ``ctx`` encloses the current context (values from inside branches are not guarded)."""
-        c = self.ctx.parent
-        while c is not None:
-            if c is ctx:
-                return True
-            c = c.parent
-        return False
-
-    def mask_for(self, mask: Var, rank: int) -> Var:
-        """A mask brought to per-example rank ``rank`` (size-1 axes added, or `any` over extra axes)."""
-        key = (mask.id, rank)
-        hit = self.aligned_masks.get(key)
-        if hit is not None:
-            return hit
-        out = mask
-        while out.rank > rank:
-            out = self.record("%any", code_of("%any"), (out,), out.pshape[:-1], None, guard=False, mask=True)
-        if out.rank < rank:
-            out = self.align(out, rank, guard=False)
-        self.aligned_masks[key] = out
-        return out
-
-    def align(self, v: Var, rank: int, *, guard: bool = True) -> Var:
-        extra = rank - v.rank
-        code = TABLE["%align"].template(1, [v.pshape], {"rank": v.rank, "extra": extra})
-        return self.record("%align", code, (v,), (1,) * extra + v.pshape, None, guard=guard, mask=v.mask,
-                           promo=v.promo, params={"rank": v.rank, "extra": extra})
-
-    # ---- expressions --------------------------------------------------------------------------
     def expr(self, node: ir.Expr, env: Env) -> Value:
         method = getattr(self, "expr_" + type(node).__name__)
         return method(node, env)  # type: ignore[no-any-return]
@@ -284,66 +210,6 @@ class Tracer:
             self.fn_envs[fn.key] = env
         return self.expr(node.body, env)
 
-    def expr_If(self, node: ir.If, env: Env) -> Value:
-        test = self.expr(node.test, env)
-        choice = self.static_truth(test, node.test.span)
-        if choice is not None:
-            return self.expr(node.then if choice else node.orelse, env)
-        mask = self.truth_mask(test)
-        not_mask = self.record("%not", code_of("%not"), (mask,), mask.pshape, None, mask=True, guard=False)
-        with self.branch(mask):
-            a = self.expr(node.then, env)
-        with self.branch(not_mask):
-            b = self.expr(node.orelse, env)
-        return self.select(mask, a, b, node.span)
-
-    def static_truth(self, test: Value, span: Span | None) -> bool | None:
-        """True/False when a test is decided while tracing, None when it depends on inputs."""
-        if isinstance(test, Var):
-            if test.sizedep and self.abstract:
-                raise SizeDependent()
-            return None
-        nonzero = test != 0
-        if bool(nonzero.all()):
-            return True
-        if not bool(nonzero.any()):
-            return False
-        return None
-
-    def truth_mask(self, test: Value) -> Var:
-        code = code_of("%truth")
-        if isinstance(test, Var) and test.id in self.comparisons:
-            # (if (< a b) ...): use the comparison's boolean directly, not 0/1 then != 0.
-            compare, args, name, span = self.comparisons[test.id]
-            return self.record(f"%truth[{name}]", compare, args, test.pshape, span, mask=True, promo=test.promo)
-        if isinstance(test, Var):
-            return self.record("%truth", code, (test,), test.pshape, None, mask=True, promo=test.promo)
-        const = self.atom(test != 0)
-        return self.record("%truth", "{0}", (const,), tuple(test.shape), None, mask=True)
-
-    @contextmanager
-    def branch(self, mask: Var) -> Iterator[None]:
-        """Trace inside a branch taken where ``mask`` holds."""
-        saved = self.ctx
-        self.ctx = Ctx(saved, mask, saved.region, next(self.ctx_ids))
-        try:
-            yield
-        finally:
-            self.ctx = saved
-
-    def select(self, mask: Value, a: Value, b: Value, span: Span | None) -> Value:
-        """``where(mask, a, b)`` with per-example ranks aligned."""
-        rank = max(len(pshape_of(mask)), len(pshape_of(a)), len(pshape_of(b)))
-        try:
-            pshape = sh.broadcast(pshape_of(mask), pshape_of(a), pshape_of(b))
-        except sh.ShapeMismatch as e:
-            raise ShapeError(f"the branches of this if do not fit together: {e}", span) from None
-        args = [self.align(v, rank) if isinstance(v, Var) and v.rank < rank and not v.mask else v for v in (a, b)]
-        m = self.mask_for(mask, rank) if isinstance(mask, Var) else mask
-        promo = join_promo(*(v.promo for v in (a, b) if isinstance(v, Var)))
-        return self.record("%where", code_of("%where"), (m, *args), pshape, span, promo=promo)
-
-    # ---- calls of primitives ------------------------------------------------------------------
     def expr_PrimCall(self, node: ir.PrimCall, env: Env) -> Value:
         from .calls import prim_call
 
@@ -376,41 +242,6 @@ class Tracer:
         if prim.family == "comparison" and template.endswith(".to({dt})") and out.id not in self.comparisons:
             self.comparisons[out.id] = (template[: -len(".to({dt})")], self.eqns[-1].args, prim.name, span)
         return out
-
-    def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
-        """Record a check that the arguments are in the primitive's domain where this code runs."""
-        from .domains import rule_for
-
-        if rule_for(template) is None:
-            return
-        rank = max(len(pshape_of(a)) for a in args)
-        mask = self.path_mask(rank)
-        self.domain_sites.append((template, prim.name, span))
-        site = len(self.domain_sites) - 1
-        head = [mask] if mask is not None else []
-        code = f"DOMAIN({site}, {'{0}' if mask is not None else 'None'}, " + \
-            ", ".join(f"{{{k + len(head)}}}" for k in range(len(args))) + ")"
-        self.record("%domain", code, [*head, *args], (), span, params={"effect": True})
-
-    def path_mask(self, rank: int) -> Var | None:
-        """The mask of the elements the current code runs for (the and of enclosing branches and loops)."""
-        masks = []
-        ctx: Ctx | None = self.ctx
-        while ctx is not None:
-            if ctx.mask is not None:
-                masks.append(ctx.mask)
-            ctx = ctx.parent
-        if not masks:
-            return None
-        key = (self.ctx.ident, rank)
-        if key not in self.path_masks:
-            aligned = [self.mask_for(m, rank) for m in masks]
-            out = aligned[0]
-            for m in aligned[1:]:
-                out = self.record("%and", code_of("%and"), (out, m), sh.broadcast(out.pshape, m.pshape), None,
-                                  guard=False, mask=True)
-            self.path_masks[key] = out
-        return self.path_masks[key]
 
     def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
              span: Span | None) -> torch.Tensor:

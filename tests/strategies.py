@@ -311,7 +311,9 @@ GEN_PRIMITIVES: tuple[GenPrim, ...] = (
     _p("asin", 1, UNIT, _mono(math.asin, (-_PI / 2, _PI / 2))),
     _p("acos", 1, UNIT, _mono(math.acos, (0.0, _PI))),
     _p("atan", 1, ANY, _mono(math.atan, (-_PI / 2, _PI / 2))),
-    _p("atan", 2, ANY, _const(-_PI, _PI), smooth=False),
+    # x kept positive: at x <= 0 the result jumps by 2 pi with the sign of a zero y, which two
+    # correct evaluators may compute differently (cross(u, u) gives +0 in one, -0 in the other)
+    _p("atan", 2, (ANY, POS), _const(-_PI / 2, _PI / 2), smooth=False),
     _p("sinh", 1, EXP_ARG, _mono(math.sinh)),
     _p("cosh", 1, EXP_ARG, _even(math.cosh)),
     _p("tanh", 1, ANY, _mono(math.tanh, (-1.0, 1.0))),
