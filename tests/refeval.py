@@ -341,11 +341,16 @@ class _Free:
         self.walk(lam.body, bound | set(lam.params))
 
 
-def _free_let(fr: _Free, x: Form, bound: frozenset[str]) -> None:
+def _free_parallel(fr: _Free, x: Form, bound: frozenset[str], what: str) -> None:
+    """let and loop: values read outside the new names, the body inside them."""
     _arity(x, 2)
-    pairs = _bindings(x[1], "let")
+    pairs = _bindings(x[1], what)
     fr.walk_all([e for _, e in pairs], bound)
     fr.walk(x[2], bound | {n for n, _ in pairs})
+
+
+def _free_let(fr: _Free, x: Form, bound: frozenset[str]) -> None:
+    _free_parallel(fr, x, bound, "let")
 
 
 def _free_let_star(fr: _Free, x: Form, bound: frozenset[str]) -> None:
@@ -376,10 +381,7 @@ def _free_integrate(fr: _Free, x: Form, bound: frozenset[str]) -> None:
 
 
 def _free_loop(fr: _Free, x: Form, bound: frozenset[str]) -> None:
-    _arity(x, 2)
-    pairs = _bindings(x[1], "loop")
-    fr.walk_all([e for _, e in pairs], bound)
-    fr.walk(x[2], bound | {n for n, _ in pairs})
+    _free_parallel(fr, x, bound, "loop")
 
 
 def _free_cond(fr: _Free, x: Form, bound: frozenset[str]) -> None:
