@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -13,47 +14,39 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from nc.errors import CallError
-from nc.fit import (
-    DEFAULT_EPOCHS,
-    DEFAULT_LR,
+from nc.fit_checks import check_bool, check_choice, check_count, check_dtype, check_mapping, check_number
+from nc.fit_data import (
+    FitData,
     Inputs,
     LossFn,
-    _as_tensor,
-    _Data,
-    _loss_fn,
-    _make_optimizer,
-    _make_scheduler,
-    _objective,
-    _Options,
-    _prepare,
-    _Progress,
-    _trainable,
+    Trainable,
+    as_tensor,
+    check_finite,
+    loss_function,
+    objective,
+    prepare,
+    trainable_parameters,
 )
+from nc.fit_optim import DEFAULT_EPOCHS, DEFAULT_LR, SCHEDULERS, FitOptions, make_optimizer, make_scheduler
+from nc.progress import Progress
 
 
 @attrs.frozen
 class FitManyResult:
     """What `fit_many` returns: ``history`` [epochs_run, K], ``loss`` [K] (each set's loss at
-    its final parameters), ``params`` name -> [K, *shape]."""
+    its returned parameters: the set's lowest finite loss seen), ``params`` name -> [K, *shape].
+    ``stopped`` [K]: True for the sets whose loss became NaN or infinite (they stopped there and
+    hold their best finite point)."""
 
     history: Tensor
     loss: Tensor
     params: dict[str, Tensor]
     epochs_run: int
     seconds: float
+    stopped: Tensor | None = None
 
 
-# ----------------------------------------------------------------------------------------------
-# Data and losses
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# fit_many
-
-
-def _stack_initial(named: list[tuple[str, str, nn.Parameter]], params: Mapping[str, Any] | None,
+def _stack_initial(named: list[Trainable], params: Mapping[str, Any] | None,
                    k: int | None, dtype: torch.dtype | None) -> dict[str, Tensor]:
     """path -> [K, *shape] starting values: from ``params`` (by name or path) where given, else the
     model's, repeated."""
@@ -62,7 +55,7 @@ def _stack_initial(named: list[tuple[str, str, nn.Parameter]], params: Mapping[s
     if unknown:
         raise CallError(f"params names no trainable parameter: {unknown}", None,
                         hint=f"trainable parameters: {[n for n, _, _ in named]}")
-    given = {path_of[n]: torch.as_tensor(v) for n, v in (params or {}).items()}
+    given = {path_of[n]: _start(n, v) for n, v in (params or {}).items()}
     sizes = {v.shape[0] if v.dim() else None for v in given.values()} | ({k} if k else set())
     if len(sizes) != 1 or None in sizes:
         raise CallError(f"fit_many needs one number of parameter sets K; got {sorted(map(str, sizes))}", None,
@@ -75,6 +68,18 @@ def _stack_initial(named: list[tuple[str, str, nn.Parameter]], params: Mapping[s
             raise CallError(f"params[{n!r}] has shape {tuple(v.shape)}, expected {(K, *p.shape)}", None)
         out[path] = v.to(device=p.device, dtype=dtype or p.dtype).clone()
     return out
+
+
+def _start(name: str, value: Any) -> Tensor:
+    """``params[name]`` as a finite tensor, or a CallError."""
+    if isinstance(value, (str, bytes)):
+        raise CallError(f"params[{name!r}] is {value!r}, not numbers", None)
+    try:
+        v = torch.as_tensor(value)
+    except (OverflowError, TypeError, ValueError, RuntimeError) as e:
+        raise CallError(f"params[{name!r}] cannot be a tensor: {e}", None) from None
+    check_finite(f"params[{name!r}]", v)
+    return v
 
 
 def _clip_per_set(grads: list[Tensor], max_norm: float) -> None:
@@ -121,7 +126,10 @@ def fit_many(
 
     The result equals K separate ``fit(model_k, inputs_k, target_k, optimizer="adam", lr=lr,
     epochs=epochs, clip=clip, scheduler=scheduler)`` calls (full batch, no early stopping) up
-    to rounding, and is much faster. The model itself is not changed.
+    to rounding, and is much faster. The model itself is not changed. As in `fit`, each set
+    ends on its lowest finite loss seen; a set whose loss becomes NaN or infinite keeps its
+    best point and is reported in ``stopped`` (with a ``RuntimeWarning``). Arguments are
+    checked as `fit` checks them (a `CallError` naming the bad one).
 
     Args:
         params: name -> [K, *shape] starting values; trainable parameters not named start at
@@ -141,23 +149,35 @@ def fit_many(
                        in_dims={"t": None, "y0": 0})
         res.params["r"]   # [100]
     """
+    lr = check_number("lr", lr, positive=True)  # type: ignore[assignment]
+    epochs = check_count("epochs", epochs)  # type: ignore[assignment]
+    k = check_count("k", k, minimum=1, optional=True)
+    if target_dim is not None:
+        check_count("target_dim", target_dim)
+    check_dtype(dtype)
+    clip = check_number("clip", clip, positive=True, optional=True)
+    check_choice("scheduler", scheduler, SCHEDULERS)
+    check_bool("progress", progress)
+    options = check_mapping("optimizer_options", optimizer_options)
     if optimizer != "adam":
         raise CallError(f"fit_many supports optimizer='adam' only, got {optimizer!r}", None,
                         hint="L-BFGS couples the sets through its line search: loop over fit() instead")
-    named = _trainable(model)
+    named = trainable_parameters(model)
     device = named[0][2].device
-    if params is None and k is None and target is not None and target_dim is not None:
-        k = torch.as_tensor(target).shape[target_dim]
-    stacked = _stack_initial(named, params, k, dtype)
-    frozen = {n: _as_tensor(t.detach(), dtype, device)
+    data = prepare(inputs, target, dtype, device, tensor_target=isinstance(loss, str))
+    if params is None and k is None and isinstance(data.target, Tensor) and target_dim is not None:
+        if data.target.dim() <= target_dim:
+            raise CallError(f"target_dim={target_dim} but the target has rank {data.target.dim()}", None)
+        k = data.target.shape[target_dim]
+    stacked = _stack_initial(named, check_mapping("params", params), k, dtype)
+    frozen = {n: as_tensor(t.detach(), dtype, device)
               for n, t in [*model.named_parameters(), *model.named_buffers()] if n not in stacked}
-    data = _prepare(inputs, target, dtype, device)
     arg_dims, kw_dims = _dims(inputs, in_dims)
-    loss_fn = _loss_fn(loss)
+    loss_fn = loss_function(loss)
 
     def one(p: dict[str, Tensor], args: tuple[Any, ...], kwargs: dict[str, Any], tgt: Any) -> Tensor:
-        return _objective(lambda *a, **kw: functional_call(model, {**frozen, **p}, a, kw),
-                          _Data(args, kwargs, tgt), loss_fn)
+        return objective(lambda *a, **kw: functional_call(model, {**frozen, **p}, a, kw),
+                         FitData(args, kwargs, tgt), loss_fn)
 
     # One loss per set, summed. Set k's loss depends only on set k's parameters, so the gradient
     # of the sum with respect to the stacked tensors holds, in row k, exactly set k's own gradient.
@@ -167,26 +187,63 @@ def fit_many(
     # about twice as fast as vmap(grad(...)) on CPU.)
     losses_of = vmap(one, in_dims=(0, arg_dims, kw_dims, target_dim))
     leaves = [v.requires_grad_() for v in stacked.values()]
-    opts = _Options("adam", lr, epochs, None, None, None, 0.0, clip, scheduler, dict(optimizer_options or {}))
-    opt, t0 = _make_optimizer(leaves, opts), time.perf_counter()
-    sched, bar = _make_scheduler(opt, opts), _Progress(epochs, progress, "fit_many")
+    opts = FitOptions("adam", cast(float, lr), cast(int, epochs), clip=clip, scheduler=scheduler,
+                      optimizer_options=options)
+    opt, t0 = make_optimizer(leaves, opts), time.perf_counter()
+    sched, bar = make_scheduler(opt, opts), Progress(opts.epochs, progress, "fit_many")
+    best = _BestPerSet(stacked)
     history = []
-    for epoch in range(epochs):
-        opt.zero_grad(set_to_none=True)
-        losses = losses_of(stacked, data.args, data.kwargs, data.target)
-        losses.sum().backward()
-        if clip is not None:
-            _clip_per_set([leaf.grad for leaf in leaves], clip)  # type: ignore[misc]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        history.append(losses.detach())
-        if progress:
-            bar.update(epoch + 1, float(losses.mean()))
-    bar.close()
+    try:
+        for epoch in range(opts.epochs):
+            opt.zero_grad(set_to_none=True)
+            losses = losses_of(stacked, data.args, data.kwargs, data.target)
+            best.offer(losses.detach(), stacked)  # the loss of each set before this step
+            losses.sum().backward()
+            if clip is not None:
+                _clip_per_set([leaf.grad for leaf in leaves], clip)  # type: ignore[misc]
+            opt.step()
+            if sched is not None:
+                sched.step()
+            history.append(losses.detach())
+            if progress:  # a mean of the losses costs a device sync: only for the bar
+                bar.update(epoch + 1, float(losses.detach().mean()))
+            if bool(best.stopped.all()):
+                break
+        with torch.no_grad():
+            best.offer(losses_of(stacked, data.args, data.kwargs, data.target), stacked)
+    finally:
+        bar.close()
     with torch.no_grad():
+        best.restore(stacked)
         final = losses_of(stacked, data.args, data.kwargs, data.target)
+    if bool(best.stopped.any()):
+        warnings.warn(f"fit_many: {int(best.stopped.sum())} of {len(final)} sets reached a non-finite loss; "
+                      "each holds its lowest finite loss (FitManyResult.stopped)", RuntimeWarning, stacklevel=2)
     hist = torch.stack(history) if history else torch.empty(0, len(final))
     names = {path: n for n, path, _ in named}
-    return FitManyResult(hist, final.detach(), {names[p]: v.detach().clone() for p, v in stacked.items()}, epochs,
-                         time.perf_counter() - t0)
+    return FitManyResult(hist, final.detach(), {names[p]: v.detach().clone() for p, v in stacked.items()},
+                         len(history), time.perf_counter() - t0, best.stopped.clone())
+
+
+class _BestPerSet:
+    """Each set's lowest finite loss and its parameters; a set whose loss became non-finite is
+    marked stopped (its parameters no longer change the kept values)."""
+
+    def __init__(self, stacked: dict[str, Tensor]) -> None:
+        first = next(iter(stacked.values()))
+        self.loss = torch.full((first.shape[0],), float("inf"), dtype=torch.float64, device=first.device)
+        self.values = {n: v.detach().clone() for n, v in stacked.items()}
+        self.stopped = torch.zeros_like(self.loss, dtype=torch.bool)
+
+    def offer(self, losses: Tensor, stacked: dict[str, Tensor]) -> None:
+        losses = losses.detach().to(torch.float64)
+        self.stopped |= ~torch.isfinite(losses)
+        better = torch.isfinite(losses) & (losses <= self.loss) & ~self.stopped
+        self.loss = torch.where(better, losses, self.loss)
+        for n, v in stacked.items():
+            mask = better.reshape(-1, *([1] * (v.dim() - 1)))
+            self.values[n] = torch.where(mask, v.detach(), self.values[n])
+
+    def restore(self, stacked: dict[str, Tensor]) -> None:
+        for n, v in stacked.items():
+            v.copy_(self.values[n])

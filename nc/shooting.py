@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
 from nc.errors import CallError
-from nc.fit import _generator
-
-# ----------------------------------------------------------------------------------------------
-# Multiple shooting
+from nc.fit_checks import check_bool, check_choice, check_count, check_number, check_seed
+from nc.fit_data import check_finite, generator
 
 
 def _window_starts(T: int, window: int, n_windows: int | None, starts: Sequence[int] | None,
@@ -33,8 +32,22 @@ def _window_starts(T: int, window: int, n_windows: int | None, starts: Sequence[
         return tiles if tiles[-1] == last else [*tiles, last]
     if not 1 <= n_windows <= last + 1:
         raise CallError(f"n_windows must be between 1 and {last + 1}, got {n_windows}", None)
-    perm = torch.randperm(last + 1, generator=_generator(seed))[:n_windows]
+    perm = torch.randperm(last + 1, generator=generator(seed))[:n_windows]
     return sorted(int(s) for s in perm)
+
+
+def _observations(name: str, value: Any) -> Tensor:
+    """``value`` as a detached, finite, floating-point tensor, or a CallError."""
+    if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+        raise CallError(f"{name} must be real numbers, got {type(value).__name__}", None)
+    try:
+        t = torch.as_tensor(value).detach().clone()
+    except (OverflowError, TypeError, ValueError, RuntimeError) as e:
+        raise CallError(f"{name} cannot be a tensor: {e}", None) from None
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    check_finite(name, t)
+    return t
 
 
 def _owner(rollout: Callable[..., Any]) -> nn.Module | None:
@@ -100,9 +113,25 @@ class ShootingLoss(nn.Module):
                  continuity_weight: float = 0.0, train_states: bool = True, times: Tensor | None = None,
                  vectorize: str = "loop", module: nn.Module | None = None) -> None:
         super().__init__()
-        if vectorize not in ("loop", "vmap", "batched"):
-            raise CallError(f"unknown vectorize {vectorize!r}", None, hint="use 'loop', 'vmap' or 'batched'")
-        obs = torch.as_tensor(obs).detach().clone()
+        check_choice("vectorize", vectorize, ("loop", "vmap", "batched"))
+        window = check_count("window", window, minimum=1)  # type: ignore[assignment]
+        n_windows = check_count("n_windows", n_windows, minimum=1, optional=True)
+        if starts is not None:
+            starts = [check_count("starts[]", s) for s in starts]  # type: ignore[misc]
+        seed = check_seed(seed)
+        continuity_weight = check_number("continuity_weight", continuity_weight)  # type: ignore[assignment]
+        check_bool("train_states", train_states)
+        if module is not None and not isinstance(module, nn.Module):
+            raise CallError(f"module must be an nn.Module, got {type(module).__name__}", None)
+        if not callable(rollout):
+            raise CallError(f"the rollout is a {type(rollout).__name__}, not a callable", None)
+        obs = _observations("obs", obs)
+        if obs.dim() == 0:
+            raise CallError("obs must be a trajectory [T, *state], got a scalar", None)
+        if times is not None:
+            times = _observations("times", times)
+            if tuple(times.shape) != (obs.shape[0],):
+                raise CallError(f"times has shape {tuple(times.shape)}, expected ({obs.shape[0]},)", None)
         first = _window_starts(obs.shape[0], int(window), n_windows, starts, seed)
         self.window, self.vectorize, self.continuity_weight = int(window), vectorize, float(continuity_weight)
         self._fn = None if isinstance(rollout, nn.Module) else rollout
