@@ -79,16 +79,19 @@ class FitData:
                        pick(self.target))
 
 
-def as_tensor(x: Any, dtype: torch.dtype | None, device: torch.device | None) -> Any:
+def as_tensor(x: Any, dtype: torch.dtype | None, device: torch.device | None, name: str = "a tensor") -> Any:
     """Tensors and numpy arrays become tensors on ``device`` (floats cast to ``dtype``); anything
-    else is returned as it is."""
+    else is returned as it is. ``name`` names ``x`` in errors."""
     if isinstance(x, np.ndarray):
         if x.dtype == object or x.dtype.kind in "USc":
-            raise CallError(f"a numpy array of dtype {x.dtype} cannot be fitted", None,
+            raise CallError(f"{name} is a numpy array of dtype {x.dtype}, which cannot be fitted", None,
                             hint="pass real numbers (a float array or tensor)")
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
         return x
+    if x.is_meta:
+        raise CallError(f"{name} is on the meta device: it has no values to fit", None,
+                        hint="pass tensors on the CPU or an accelerator")
     cast = dtype if (dtype is not None and x.is_floating_point()) else None
     return x.to(device=device, dtype=cast)
 
@@ -96,9 +99,6 @@ def as_tensor(x: Any, dtype: torch.dtype | None, device: torch.device | None) ->
 def check_finite(name: str, value: Any) -> None:
     """A CallError unless ``value`` (a tensor or a Python number) holds only finite values."""
     if isinstance(value, Tensor):
-        if value.is_meta:
-            raise CallError(f"{name} is on the meta device: it has no values to fit", None,
-                            hint="pass tensors on the CPU or an accelerator")
         if value.is_floating_point() or value.is_complex():
             bad = ~torch.isfinite(value)
             if bool(bad.any()):
@@ -114,24 +114,24 @@ def prepare(inputs: Inputs, target: Any, dtype: torch.dtype | None, device: torc
             *, tensor_target: bool = True) -> FitData:
     """The call arguments and target as a `FitData` of tensors on ``device``, checked finite.
     ``tensor_target``: the target must be a tensor or array (for the built-in losses)."""
-    conv = lambda v: as_tensor(v, dtype, device)  # noqa: E731
+    conv = lambda v, name: as_tensor(v, dtype, device, name)  # noqa: E731
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     if inputs is None:
         args, kwargs = (), {}
     elif isinstance(inputs, Mapping):
-        args, kwargs = (), {str(k): conv(v) for k, v in inputs.items()}
+        args, kwargs = (), {str(k): conv(v, f"input {str(k)!r}") for k, v in inputs.items()}
     elif isinstance(inputs, (Tensor, np.ndarray)):
-        args, kwargs = (conv(inputs),), {}
+        args, kwargs = (conv(inputs, "input 0"),), {}
     elif isinstance(inputs, (tuple, list)):
-        args, kwargs = tuple(conv(v) for v in inputs), {}
+        args, kwargs = tuple(conv(v, f"input {i}") for i, v in enumerate(inputs)), {}
     else:
         raise CallError(f"inputs of type {type(inputs).__name__} cannot be passed to the model", None,
                         hint="use a dict (keyword arguments), a tuple (positional), one tensor, or None")
     if tensor_target and target is not None and not isinstance(target, (Tensor, np.ndarray)):
         raise CallError(f"the target is a {type(target).__name__}, not a tensor", None,
                         hint="pass torch.tensor(...) or a numpy array (or a callable loss= for other targets)")
-    data = FitData(args, kwargs, conv(target))
+    data = FitData(args, kwargs, conv(target, "the target"))
     for name, value in data.named():
         check_finite(name, value)
     return data
