@@ -6,7 +6,9 @@
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
 
-Exit status: 0 success, 1 errors in the program, 2 wrong usage.
+Exit status: 0 success; 1 errors in the program (or in fitting it); 2 wrong usage: a bad
+argument, or an input file that is missing, not UTF-8 text, or (``nc fit``) not a CSV of finite
+numbers as `nc.cli_input` describes. Every error is a one-line message, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .cli_input import UsageError, read_file
 from .errors import NCError
+from .fit_command import add_parser as add_fit_parser
 
-
-class UsageError(Exception):
-    """A command-line argument is malformed (exit status 2)."""
+__all__ = ["UsageError", "build_parser", "main", "read_file"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,17 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
     check.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2")
     check.set_defaults(run=cmd_check)
-    from .fit_command import add_parser
-
-    add_parser(sub)
+    add_fit_parser(sub)
     return parser
-
-
-def read_file(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
 
 
 def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int | None, ...]]:

@@ -1,7 +1,9 @@
 """``nc fit FILE DATA.csv --trainable k ...``: fit a program's constants to a CSV file.
 
 The CSV has a header row; its columns are the program's inputs (by name) and the target
-(``--target``, default: the one column that is not an input). Constants named with
+(``--target``, default: the one column that is not an input). Its format (commas, names as
+written, every cell a finite number, at least one row) is checked by `nc.cli_input.read_csv`:
+a malformed file is an error naming the row and column (exit status 2). Constants named with
 ``--trainable`` (top-level defines) or ``--param name=start`` (free names) are fitted; the
 command prints the recovered constants, a fit report and the program with the fitted values,
 and with ``--plot OUT.png`` saves prediction against data (needs matplotlib).
@@ -10,14 +12,18 @@ and with ``--plot OUT.png`` saves prediction against data (needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from .cli_input import read_csv, read_file
 from .errors import CallError
+from .fit import fit
+from .module import NcModule
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,39 +36,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="a free name to fit as a parameter, with its starting value (repeatable)")
     p.add_argument("--target", help="the target column (default: the column that is not an input)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--restarts", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=whole(0), default=None)
+    p.add_argument("--lr", type=positive_number, default=None)
+    p.add_argument("--restarts", type=whole(0), default=0)
+    p.add_argument("--seed", type=whole(0), default=0)
     p.add_argument("--plot", metavar="OUT.png", help="save a plot of prediction against data")
     p.set_defaults(run=run)
 
 
-def read_csv(path: str) -> dict[str, np.ndarray]:
-    table: Any = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, deletechars="", ndmin=1)
-    if table.dtype.names is None:
-        raise CallError(f"{path}: expected a header row of column names")
-    return {name: np.asarray(table[name], dtype=np.float64) for name in table.dtype.names}
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (``--lr nan`` is a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
+
+
+def whole(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is below {minimum}")
+        return value
+
+    return parse
 
 
 def parse_params(items: Sequence[str]) -> dict[str, float]:
+    """``--param NAME=START`` items as name -> a finite starting value."""
     out = {}
     for item in items:
         name, _, value = item.partition("=")
         try:
-            out[name] = float(value)
+            start = float(value)
         except ValueError:
-            raise CallError(f"--param {item!r}: write NAME=START with a number") from None
+            start = math.nan
+        if not name or not math.isfinite(start):
+            raise CallError(f"--param {item!r}: write NAME=START with a finite number")
+        out[name] = start
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    import nc
-
-    from .cli import read_file
-
-    model = nc.compile(read_file(args.file), params=parse_params(args.param), trainable=args.trainable,
-                       name=args.file).double()
+    model = NcModule(read_file(args.file), params=parse_params(args.param), trainable=args.trainable,
+                     name=args.file).double()
     if not model.param_names:
         raise CallError("nothing to fit: name constants with --trainable NAME or --param NAME=START")
     columns = read_csv(args.data)
@@ -76,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = {n: torch.from_numpy(columns[n]) for n in model.inputs}
     target = torch.from_numpy(columns[target_name])
     start = time.perf_counter()
-    result = nc.fit(model, inputs, target, optimizer=args.optimizer, epochs=args.epochs, lr=args.lr,
+    result = fit(model, inputs, target, optimizer=args.optimizer, epochs=args.epochs, lr=args.lr,
                     restarts=args.restarts, seed=args.seed, dtype=torch.float64)
     seconds = time.perf_counter() - start
     with torch.no_grad():
@@ -107,7 +132,8 @@ def report(model: Any, result: object, pred: torch.Tensor, target: torch.Tensor,
         print(f"  {name} = {shown}")
     print(f"fit report: {len(target)} rows, target {target_name}, final loss (MSE) {getattr(result, 'loss', float('nan')):.6g}, "
           f"RMSE {float(residual.pow(2).mean().sqrt()):.6g}, R^2 {1 - ss_res / ss_tot if ss_tot > 0 else float('nan'):.9f}, "
-          f"epochs {getattr(result, 'epochs_run', '?')}, {seconds:.2f} s")
+          f"epochs {getattr(result, 'epochs_run', '?')} (stopped: {getattr(result, 'stop_reason', '?')}), "
+          f"{seconds:.2f} s")
     print("fitted program:")
     print(model.to_source())
 

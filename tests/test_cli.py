@@ -155,6 +155,21 @@ def test_missing_file_exits_2(tmp_path, capsys):
     assert "missing.nc" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["check", "show"])
+def test_a_program_file_that_is_not_utf8_exits_2_with_its_position(tmp_path, capsys, command):
+    bad = tmp_path / "latin1.nc"
+    bad.write_bytes(b"; caf\xe9\n(+ x 1)\n")
+    assert main([command, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1:6: not UTF-8 text (byte 0xe9)" in err and "Traceback" not in err
+
+
+def test_a_utf8_byte_order_mark_is_dropped(tmp_path, capsys):
+    program = tmp_path / "bom.nc"
+    program.write_bytes(b"\xef\xbb\xbf" + CLEAN.encode())
+    assert main(["check", str(program)]) == 0
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "show" in capsys.readouterr().out

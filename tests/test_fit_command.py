@@ -58,3 +58,62 @@ def test_fit_names_missing_columns(gravity, tmp_path, capsys) -> None:
     data.write_text("m1,m2,F\n1,2,3\n2,3,4\n")
     assert main(["fit", str(program), str(data), "--trainable", "G"]) == 1
     assert "no column for input r" in capsys.readouterr().err
+
+
+GOOD_ROWS = "1,2,3,1.48\n2,3,1,40\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"", "empty.csv: the file is empty"),
+    (b"m1,m2,r,F\n", "no data rows after the header"),
+    (b"m1,m2,r,F\n1,2,3\n", "bad.csv:2: row 1 has 3 cells, the header has 4"),
+    (b"m1,m2,r,F\n1,2,3,4\n5,6,7,8,9\n", "bad.csv:3: row 2 has 5 cells"),
+    (b"m1;m2;r;F\n1;2;3;4\n", "separated by commas, not ';'"),
+    (b"m1\tm2\tr\tF\n1\t2\t3\t4\n", "separated by commas, not '\\t'"),
+    (b"m1,m2,r,F\n1,2,\xff,4\n", "bad.csv:2:5: not UTF-8 text (byte 0xff)"),
+    (b"m1,m1,r,F\n1,2,3,4\n", "column name 'm1' appears twice"),
+    (b"m1,,r,F\n1,2,3,4\n", "column 2 of the header has no name"),
+] + [
+    (b"m1,m2,r,F\n1,2,3,4\n1,2," + cell.encode() + b",4\n", f"bad.csv:3: row 2, column 'r': {shown}")
+    for cell, shown in [("abc", "'abc' is not a finite number"), ("", "is blank"), ("  ", "is blank"),
+                        ("nan", "'nan' is not"), ("1e999", "'1e999' is not"), ("0x10", "'0x10' is not"),
+                        ("n/a", "'n/a' is not"), ("inf", "'inf' is not"), ("-Infinity", "'-Infinity' is not"),
+                        ("1_000", "'1_000' is not"), ("\u0663", "'\u0663' is not")]
+])
+def test_malformed_csv_is_a_usage_error_naming_row_and_column(gravity, tmp_path, capsys, text, message) -> None:
+    program, _ = gravity
+    data = tmp_path / ("empty.csv" if not text else "bad.csv")
+    data.write_bytes(text)
+    assert main(["fit", str(program), str(data), "--trainable", "G"]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""  # nothing was fitted or printed
+
+
+def test_column_names_are_kept_as_written(gravity, tmp_path, capsys) -> None:
+    # a byte-order mark, a Python keyword as a name, spaces around names and cells, a blank line
+    program, _ = gravity
+    program.write_text("(define G 1.0)\n(/ (* G (* print m2)) (pow r 2))\n")
+    data = tmp_path / "named.csv"
+    data.write_bytes(b"\xef\xbb\xbfprint , m2,r,F\n 1, 2,3,1.4831111111111111\n2,3,1 ,40.044\n\n")
+    assert main(["fit", str(program), str(data), "--trainable", "G"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("G = "))
+    assert abs(float(line.split("=")[1]) - 6.674) < 1e-9
+    assert "fit report: 2 rows, target F" in out
+
+
+@pytest.mark.parametrize("args", [["--lr", "nan"], ["--lr", "-1"], ["--lr", "inf"], ["--lr", "abc"],
+                                  ["--epochs", "2.5"], ["--epochs", "-1"], ["--restarts", "x"]])
+def test_bad_numeric_options_exit_2(gravity, capsys, args) -> None:
+    program, data = gravity
+    assert main(["fit", str(program), str(data), "--trainable", "G", *args]) == 2
+    assert f"argument {args[0]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("param", ["G=nan", "G=inf", "=2", "G=1e999"])
+def test_non_finite_param_start_is_an_error(gravity, capsys, param) -> None:
+    program, data = gravity
+    program.write_text("(/ (* G (* m1 m2)) (pow r 2))\n")
+    assert main(["fit", str(program), str(data), "--param", param]) == 1
+    assert "finite number" in capsys.readouterr().err
