@@ -24,6 +24,7 @@ __all__ = [
     "FitData",
     "Inputs",
     "LossFn",
+    "Trainable",
     "as_tensor",
     "check_finite",
     "check_shapes",
