@@ -143,7 +143,8 @@ def check_dtype(module: nn.Module, name: str, dtype: torch.dtype, span: Span | N
     own = param_dtype(module)
     if own is not None and own != dtype:
         raise CallError(f"the learned component '{name}' has {str(own).removeprefix('torch.')} parameters, "
-                        f"but this call computes in {str(dtype).removeprefix('torch.')}", span, hint=DTYPE_ADVICE)
+                        f"but this call computes in {str(dtype).removeprefix('torch.')}", span,
+                        hint=DTYPE_ADVICE) from None  # the generated code's failed fast try is no news
 
 
 def learned_dtype_error(e: BaseException, modules: Mapping[str, nn.Module], span: Span | None) -> CallError | None:
