@@ -220,3 +220,9 @@ def test_an_unknown_compile_option_is_a_call_error_with_a_suggestion():
     with pytest.raises(nc.CallError) as info:
         nc.compile("(* G x)", params={"G": 1.0}, dtyp=F64)
     assert "'dtyp'" in info.value.message and info.value.hint == "did you mean 'dtype'?"
+
+
+def test_compile_fn_checks_modules_too():
+    with pytest.raises(nc.CallError) as info:
+        nc.compile_fn("(ref (drag [x]) 0)", modules={"drag": lambda t: t})
+    assert info.value.message.startswith("modules['drag'] must be a torch.nn.Module")
