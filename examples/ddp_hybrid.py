@@ -89,7 +89,7 @@ def main() -> int:
     torch.set_num_threads(1)
     one, two = single_process(), distributed()
     worst = max(float(((one[k] - two[k]).abs() / one[k].abs().clamp_min(1e-12)).max()) for k in one)
-    print(f"G single-process {float(one['params.G']):.12f}, DDP {float(two['params.G']):.12f}")
+    print(f"G single-process {float(one['G']):.12f}, DDP {float(two['G']):.12f}")
     print(f"largest relative difference over all parameters: {worst:.2e}")
     return 0 if worst < 1e-6 else 1
 

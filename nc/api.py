@@ -99,6 +99,9 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
     Raises:
         nc.NCError: for any error in the program, with line and column.
     """
+    from .learned import check_modules
+
+    modules, module_shapes = check_modules(modules, module_shapes)  # CallError naming a bad key
     return function_for(Compiled(src, shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
                                  modules=modules, module_shapes=module_shapes))
 

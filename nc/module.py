@@ -2,34 +2,67 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from . import ir
 from .api import DEFAULT_MAX_ITER
-from .binding import bind_arguments
-from .compiled import Compiled, ShapeSpec, deep_recursion
-from .errors import CallError, NCTypeError
+from .binding import as_number_tensor, bind_arguments
+from .compiled import Compiled, ShapeSpec
+from .errors import CallError, NCError, NCTypeError
+from .learned import check_modules, learned_dtype_error, span_in
 from .parse import parse
 from .program import Var
 from .trace import Env, Tracer
+from .writeback import write_source
+
+
+class NamedView(Mapping[str, Any]):
+    """A read-only view of some entries of a module's ``_parameters`` or ``_modules`` table.
+
+    It reads the table at each access, so it shows what ``functional_call`` swapped in.
+    """
+
+    def __init__(self, table: dict[str, Any], names: Sequence[str]) -> None:
+        self._table, self._names = table, tuple(names)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._table[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{n!r}: {self._table[n]!r}" for n in self._names) + "}"
 
 
 class NcModule(nn.Module):
     """An nc program as an ``nn.Module``: named constants are ``nn.Parameter``s, the rest is frozen.
 
     ``model(*inputs)`` takes the program's inputs that are not parameters, positionally or by
-    keyword. Parameters live in ``model.params`` (an ``nn.ParameterDict``; ``model.G`` also works
-    for names that are Python identifiers). The module works with ``functional_call`` (so
-    ``vmap`` over parameter batches), ``state_dict``, ``.to()``, ``.double()``, ``deepcopy`` and
-    pickling, which stores the source, the options and the state, not closures.
+    keyword (an unknown keyword is a `CallError`). Parameters are registered under the
+    program's own names, whatever their spelling: ``state_dict()`` keys,
+    ``named_parameters()`` and ``torch.func.functional_call(model, {"G": G}, args)`` use ``G``
+    and ``g/L``; learned components (``modules=``) are submodules under their own names
+    (``drag.0.weight``). ``model.params`` is a read-only mapping of the parameters (it always
+    works); ``model.G`` works for names that are Python identifiers and clash with no attribute
+    of the module (``model.half`` is the method). State dicts saved with the keys of nc 0.1
+    (``params.G``, ``learned.drag.0.weight``) still load. The module works with
+    ``functional_call`` (so ``vmap`` over parameter batches), ``state_dict``, ``.to()``,
+    ``.double()``, ``deepcopy``, DDP and pickling, which stores the source, the options and the
+    state, not closures.
 
-    Parameters are made in ``dtype`` (default: ``torch.get_default_dtype()``); ``to_source()``
-    writes their values in full precision, so ``nc.compile(m.to_source(), trainable=...,
+    Parameters are made in ``dtype`` (default: ``torch.get_default_dtype()``); a ``dtype`` given
+    explicitly also casts the learned modules (in place, as ``module.to(dtype)`` does).
+    ``to_source()`` writes the values bit for bit, so ``nc.compile(m.to_source(), trainable=...,
     dtype=d)`` rebuilds an equal module of dtype ``d``.
     """
 
@@ -38,76 +71,126 @@ class NcModule(nn.Module):
                  check_domain: bool = False, modules: Mapping[str, nn.Module] | None = None,
                  module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        if params is not None and not isinstance(params, Mapping):
+            raise CallError(f"params= must be a dict of name -> starting value, got {type(params).__name__}")
         params = dict(params or {})
-        trainable = list(trainable or [])
-        if isinstance(trainable, str):
-            trainable = [trainable]
+        trainable = [trainable] if isinstance(trainable, str) else list(trainable or [])
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise CallError(f"dtype= must be a floating torch.dtype, got {dtype!r}")
+        learned, shapes_of = check_modules(modules, module_shapes)
+        if dtype is not None:
+            for m in learned.values():
+                m.to(dtype)
         self.source = src
         self.options = {"shapes": dict(shapes or {}), "max_iter": max_iter, "name": name,
-                        "check_domain": check_domain, "module_shapes": dict(module_shapes or {})}
-        # Learned components are submodules: their parameters are this module's parameters.
-        self.learned = nn.ModuleDict(dict(modules or {}))
+                        "check_domain": check_domain, "module_shapes": shapes_of}
         dtype = dtype or torch.get_default_dtype()
-        initial = {**trainable_values(src, trainable, name, tuple(modules or ()), dtype),
-                   **{k: as_param_value(k, v, dtype) for k, v in params.items()}}
+        initial = trainable_values(src, trainable, name, tuple(learned), dtype)
+        for key, v in params.items():
+            try:
+                initial[key] = param_value(v, dtype)
+            except ValueError as e:
+                raise CallError(f"params['{key}'] {e}") from None
         fixed = {k: tuple(v.shape) for k, v in initial.items()}
         self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed,
-                                  check_domain=check_domain, modules=dict(self.learned.items()),
-                                  module_shapes=module_shapes)
+                                  check_domain=check_domain, modules=learned, module_shapes=shapes_of)
         for key in params:
             if key not in self._compiled.names:
                 raise CallError(f"params= names '{key}', which is not a free name of the program "
                                 f"(free names: {', '.join(self._compiled.names) or 'none'})",
                                 hint="a top-level (define name value) becomes a parameter with trainable=")
-        self.params = nn.ParameterDict({k: nn.Parameter(v) for k, v in initial.items()})
         self.trainable_names = tuple(trainable)
         self.param_names = tuple(n for n in self._compiled.names if n in initial)
+        self.learned_names = tuple(learned)
         self.inputs: tuple[str, ...] = tuple(n for n in self._compiled.names if n not in initial)
         position = {n: i for i, n in enumerate((*self.inputs, *self.param_names))}
         self._order = [position[n] for n in self._compiled.names]
         self._n = len(self.inputs)
-        object.__setattr__(self, "_table", self.params._parameters)  # not a submodule: a view
+        self._nc_names = frozenset((*self.param_names, *self.learned_names))
+        # Straight into the tables, under the program's names: register_parameter and add_module
+        # refuse names that are attributes of nn.Module (half, to, type, ...), which are legal
+        # program names. Module machinery (state_dict, _apply, functional_call, DDP) reads the tables.
+        for n in self.param_names:
+            self._parameters[n] = nn.Parameter(initial[n])
+        for n, m in learned.items():
+            self._modules[n] = m
+
+    @property
+    def params(self) -> Mapping[str, nn.Parameter]:
+        """The parameters by program name (a read-only view: ``model.params["g/L"]``)."""
+        return NamedView(self._parameters, self.param_names)
+
+    @property
+    def learned(self) -> Mapping[str, nn.Module]:
+        """The learned components by name (a read-only view)."""
+        return NamedView(self._modules, self.learned_names)
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        # Read parameters from the ParameterDict's table, where functional_call swaps them in.
-        table = self._table
+        # Parameters are read from the table at each call: functional_call swaps them there.
+        table = cast(dict[str, torch.Tensor], self._parameters)
         if not kwargs and len(args) == self._n:
             generic = self._compiled.generic
             if generic is not None:  # the entry function: it falls back to the checked path itself
                 given = (*args, *[table[n] for n in self.param_names])
-                return generic.fn(*[given[i] for i in self._order])
+                try:
+                    return generic.fn(*[given[i] for i in self._order])
+                except RuntimeError as e:
+                    better = learned_dtype_error(e, self._compiled.modules, span_in(e, generic.line_spans))
+                    if better is None:
+                        raise
+                raise better
         extra = [table[n] for n in self.param_names]
-        values = bind_arguments(self._compiled, self.inputs, args, kwargs, extra=extra)
-        return self._compiled.run([values[i] for i in self._order])
-
-    def __getattr__(self, name: str) -> Any:
+        values = bind_arguments(self._compiled, self.inputs, args, kwargs, extra=extra, params=self.param_names)
         try:
-            return super().__getattr__(name)
-        except AttributeError:
-            params = self.__dict__.get("_modules", {}).get("params")
-            if params is not None and name in params:
-                return params[name]
-            raise
+            return self._compiled.run([values[i] for i in self._order])
+        except NCError as e:
+            cause = e.__cause__
+            better = learned_dtype_error(cause, self._compiled.modules, e.span) if cause is not None else None
+            if better is None:
+                raise
+        raise better
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A program name shares the tables with nn.Module's own attributes (`training`, ...):
+        # assigning to such an attribute sets the attribute, not the parameter.
+        names = self.__dict__.get("_nc_names", ())
+        if name in names and not isinstance(value, (nn.Parameter, nn.Module)):
+            if name in self.__dict__ or hasattr(type(self), name) or name.startswith("_"):
+                object.__setattr__(self, name, value)
+                return
+            raise CallError(f"'{name}' is a parameter: assign an nn.Parameter, or set its value in place with "
+                            f"`with torch.no_grad(): model.params['{name}'].copy_(value)`")
+        super().__setattr__(name, value)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Keys of nc 0.1 kept parameters under "params." and components under "learned.".
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix):]
+            for old in ("params.", "learned."):
+                new = prefix + rest[len(old):]
+                if rest.startswith(old) and new not in state_dict:
+                    state_dict[new] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def to_source(self) -> str:
-        """The program with every parameter as a top-level ``(define name value)`` at its current value."""
-        with deep_recursion():
-            program = parse(self.source, name=str(self.options["name"]), externals=tuple(self.learned))
-        text = self.source
-        cuts = sorted((d.form_span.start, d.form_span.end) for d in program.constants
-                      if d.name in self.trainable_names and d.form_span is not None)
-        for start, end in reversed(cuts):
-            text = text[:start] + text[end:]
-        header = "".join(f"(define {n} {value_source(self.params[n])})\n" for n in self.param_names)
-        return header + text.lstrip()
+        """The program with each parameter's value written in place, bit for bit.
+
+        The value of each trainable ``(define name value)`` is replaced where it stands
+        (comments and layout are kept); parameters given by ``params=`` get a new ``define`` at
+        the top. Raises `NCError` for values nc source cannot write (rank 3 and above, values on
+        the meta device).
+        """
+        values = {n: cast(torch.Tensor, self._parameters[n]) for n in self.param_names}
+        return write_source(self.source, values, self.trainable_names, str(self.options["name"]))
 
     def extra_repr(self) -> str:
-        learned = f", learned=({' '.join(self.learned)})" if len(self.learned) else ""
+        learned = f", learned=({' '.join(self.learned_names)})" if self.learned_names else ""
         return f"inputs=({' '.join(self.inputs)}), params=({' '.join(self.param_names)}){learned}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        state = {n: self.params[n].detach().clone() for n in self.param_names}
-        grads = {n: self.params[n].requires_grad for n in self.param_names}
+        table = cast(dict[str, torch.Tensor], self._parameters)
+        state = {n: table[n].detach().clone() for n in self.param_names}
+        grads = {n: table[n].requires_grad for n in self.param_names}
         return (_rebuild, (self.source, self.options, self.trainable_names, state, grads, self.training,
                            dict(self.learned.items())))
 
@@ -116,21 +199,15 @@ def _rebuild(source: str, options: dict[str, Any], trainable: Sequence[str], sta
              grads: dict[str, bool], training: bool, modules: dict[str, nn.Module] | None = None) -> NcModule:
     free = {k: v for k, v in state.items() if k not in trainable}
     model = NcModule(source, params=free, trainable=list(trainable), modules=modules, **options)
-    with torch.no_grad():
-        for n, v in state.items():
-            model.params[n].data = v.clone()
-            model.params[n].requires_grad_(grads[n])
+    for n, v in state.items():  # the saved values, dtypes and devices, bit for bit
+        model._parameters[n] = nn.Parameter(v, requires_grad=grads[n])
     model.train(training)
     return model
 
 
-def as_param_value(name: str, v: Any, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(v, torch.Tensor):
-        return v.detach().clone().to(v.dtype if v.is_floating_point() else dtype)
-    try:
-        return torch.tensor(v, dtype=dtype)
-    except (TypeError, ValueError):
-        raise CallError(f"params['{name}'] must be a number or a tensor, got {type(v).__name__}") from None
+def param_value(v: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A ``params=`` value as a fresh tensor (floating tensors keep their dtype)."""
+    return as_number_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype).detach().clone()
 
 
 def trainable_values(src: str, names: Sequence[str], file: str, externals: Sequence[str] = (),
@@ -160,21 +237,3 @@ def trainable_values(src: str, names: Sequence[str], file: str, externals: Seque
                               defined[n].span)
         out[n] = value.to(dtype or torch.get_default_dtype())
     return out
-
-
-def value_source(t: torch.Tensor) -> str:
-    """A parameter's value as nc source, to full precision."""
-    t = t.detach().cpu().double()
-    if t.dim() == 0:
-        return number_source(float(t))
-    if t.dim() == 1:
-        return "[" + " ".join(number_source(float(x)) for x in t) + "]"
-    return "(mat " + " ".join(value_source(r) for r in t) + ")"
-
-
-def number_source(x: float) -> str:
-    if math.isnan(x):
-        return "(/ 0 0)"
-    if math.isinf(x):
-        return "(/ 1 0)" if x > 0 else "(/ -1 0)"
-    return repr(x)

@@ -43,7 +43,7 @@ def test_params_make_free_names_parameters():
     assert model.G is model.params["G"]
     assert model.G.item() == 3.0 and model.G.requires_grad
     assert model.inputs == ("x",)
-    assert [n for n, _ in model.named_parameters()] == ["params.G"]
+    assert [n for n, _ in model.named_parameters()] == ["G"]
     assert model(2.0).item() == 6.0
     assert model(x=2.0).item() == 6.0
 
@@ -141,7 +141,7 @@ def test_state_dict_round_trip_with_weights_only():
     with torch.no_grad():
         model.G.fill_(4.25)
     state = roundtrip(model.state_dict(), weights_only=True)
-    assert list(state) == ["params.G"]
+    assert list(state) == ["G"]
     fresh = nc.compile(GRAVITY, trainable=["G"])
     assert fresh.G.item() == 1.0
     fresh.load_state_dict(state)
@@ -153,7 +153,7 @@ def test_state_dict_round_trip_with_weights_only():
 def test_load_state_dict_rejects_wrong_keys():
     model = nc.compile(GRAVITY, trainable=["G"])
     with pytest.raises(RuntimeError):
-        model.load_state_dict({"params.H": torch.tensor(1.0)})
+        model.load_state_dict({"H": torch.tensor(1.0)})
 
 
 def test_pickling_the_whole_module():
@@ -209,7 +209,7 @@ def test_functional_call_and_vmap_over_parameter_sets_equal_a_loop():
     Gs = torch.tensor([0.5, 1.0, 6.674], dtype=F64)
 
     def call(G):
-        return functional_call(model, {"params.G": G}, (m1, m2, r))
+        return functional_call(model, {"G": G}, (m1, m2, r))
 
     batched = vmap(call)(Gs)
     assert batched.shape == (3, 8)
@@ -226,8 +226,8 @@ def test_grad_through_functional_call():
     def loss(params):
         return functional_call(model, params, (x,)).sum()
 
-    g = grad(loss)({"params.G": torch.tensor(2.0, dtype=F64)})
-    assert torch.allclose(g["params.G"], torch.sin(x).sum(), rtol=1e-15)
+    g = grad(loss)({"G": torch.tensor(2.0, dtype=F64)})
+    assert torch.allclose(g["G"], torch.sin(x).sum(), rtol=1e-15)
 
 
 # ---- to_source ----------------------------------------------------------------------------------

@@ -293,12 +293,12 @@ def test_grid_is_the_cartesian_product_last_name_fastest() -> None:
 
 
 def test_starts_with_restarts_and_paths() -> None:
-    # restarts perturb each start; runs are listed start by start. A start may name a parameter by
-    # its state-dict path ("params.omega") as well as by its name.
+    # restarts perturb each start; runs are listed start by start. A start names a parameter by
+    # its state-dict path, which for an nc module is the program's name ("omega").
     t, y = wave_data()
     model = nc.compile(WAVE, params={"A": 1.0, "omega": 1.0}, dtype=F64)
     result = nc.fit(model, t, y, optimizer="lbfgs", epochs=10, dtype=F64, restarts=2, seed=0,
-                    starts=[{"params.omega": 1.0}, {"omega": 3.1}])
+                    starts=[{"omega": 1.0}, {"omega": 3.1}])
     assert len(result.restart_losses) == 6
     assert result.start == 1 and result.loss < 1e-20
     assert result.loss == min(result.restart_losses)

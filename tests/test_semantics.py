@@ -611,12 +611,12 @@ def test_misspelled_keyword_gets_a_suggestion():
     assert "'acel' for 'accel'" in info.value.hint
 
 
-def test_unknown_keyword_is_ignored_when_every_input_is_given_and_named_when_one_is_missing():
-    # docs/language.md: extra keywords are ignored when every input is given (f(**data) with a
-    # data dict that has more columns, as the conformance suite does); with an input missing,
-    # the error names the unknown keyword too.
+def test_unknown_keyword_is_an_error_naming_it_even_when_every_input_is_given():
+    # LANGUAGE.md section 2: a call that passes an unknown input raises an NCError naming it.
     f = nc.compile_fn("(+ x y)")
-    assert float(f(x=1.0, y=2.0, z=3.0)) == 3.0
+    with pytest.raises(nc.CallError) as info:
+        f(x=1.0, y=2.0, z=3.0)
+    assert "'z'" in info.value.message and "not an input" in info.value.message
     with pytest.raises(nc.CallError) as info:
         f(x=1.0, z=3.0)
     assert "y" in info.value.message and "'z'" in info.value.message
