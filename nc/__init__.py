@@ -28,6 +28,7 @@ from .fit_many import FitManyResult, fit_many
 from .module import NcModule
 from .program import Program
 from .shooting import ShootingLoss
+from .symbolic import from_sympy, to_latex, to_sympy
 
 __version__ = "0.1.0"
 
@@ -65,4 +66,7 @@ __all__ = [
     "fit_many",
     "compile_fn",
     "make_program",
+    "from_sympy",
+    "to_latex",
+    "to_sympy",
 ]
