@@ -50,7 +50,7 @@ def _sympy() -> Any:
 
 # ---- nc -> SymPy -----------------------------------------------------------------------------
 
-def to_sympy(program: Any, *, shapes: Mapping[str, Sequence[int]] | None = None,
+def to_sympy(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None = None,
              constants: str = "inline", name: str = "<program>") -> Any:
     """The SymPy expression (or matrix) an nc program computes.
 
@@ -473,13 +473,13 @@ def _primitive_rules(sp: Any) -> dict[str, Callable[..., Any]]:
     return rules
 
 
-def to_latex(program: Any, *, shapes: Mapping[str, Sequence[int]] | None = None,
+def to_latex(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None = None,
              constants: str = "symbols", name: str = "<program>") -> str:
     """The formula of an nc program as LaTeX (top-level constants by name unless ``constants="inline"``)."""
     return str(_sympy().latex(to_sympy(program, shapes=shapes, constants=constants, name=name)))
 
 
-def latex_listing(src: str, *, name: str = "<program>", shapes: Mapping[str, Sequence[int]] | None = None) -> str:
+def latex_listing(src: str, *, name: str = "<program>", shapes: Mapping[str, Sequence[int | None]] | None = None) -> str:
     """``nc show FILE --latex``: the formula, then the value of each top-level numeric constant."""
     from .compiled import deep_recursion
     from .parse import parse
