@@ -25,6 +25,8 @@ from .errors import (
 )
 from .fit import FitResult, fit
 from .fit_many import FitManyResult, fit_many
+from .fx import to_fx
+from .intermediates import intermediates
 from .module import NcModule
 from .program import Program
 from .shooting import ShootingLoss
@@ -67,6 +69,8 @@ __all__ = [
     "compile_fn",
     "make_program",
     "from_sympy",
+    "intermediates",
+    "to_fx",
     "to_latex",
     "to_sympy",
 ]
