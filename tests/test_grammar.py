@@ -219,3 +219,22 @@ def test_generated_programs_are_read_and_parsed_by_nc(parser):
         parser.parse(text)  # and the grammar reads back what it generated
     assert read_ok == parsed_ok == N_GENERATED
     assert forms >= {"if", "cond", "let", "let*", "loop", "recur", "lambda", "define"}, forms
+
+
+def test_nc_grammar_prints_the_shipped_files(capsys):
+    from nc.cli import main
+
+    for fmt in ("lark", "gbnf"):
+        assert main(["grammar", "--format", fmt]) == 0
+        assert capsys.readouterr().out == grammar_text(fmt)
+    assert main(["grammar"]) == 0 and capsys.readouterr().out == grammar_text("lark")
+
+
+def test_importing_nc_imports_neither_lark_nor_sympy():
+    import subprocess
+    import sys
+
+    code = "import sys, nc; print('lark' in sys.modules, 'sympy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert out.stdout.split() == ["False", "False"]

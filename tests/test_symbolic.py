@@ -194,3 +194,15 @@ def test_feynman_and_conformance_programs_round_trip():
         assert a.shape == b.shape and close(a, b), (pid, back)
         passed.append(pid)
     assert len(passed) >= 95, len(passed)
+
+
+def test_nc_show_latex(tmp_path, capsys):
+    from nc.cli import main
+
+    path = tmp_path / "gravity.nc"
+    path.write_text("(define G 6.674)\n(/ (* G m1 m2) (pow r 2))\n")
+    assert main(["show", str(path), "--latex"]) == 0
+    assert capsys.readouterr().out == "\\frac{G m_{1} m_{2}}{r^{2}}\nG = 6.674\n"
+    path.write_text("(rk4 (lambda (t y) (- y)) 1 0.1 3)")
+    assert main(["show", str(path), "--latex"]) == 1
+    assert "(rk4 ...) integrates numerically" in capsys.readouterr().err
