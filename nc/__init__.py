@@ -27,9 +27,12 @@ from .errors import (
 )
 from .fit import FitResult, fit
 from .fit_many import FitManyResult, fit_many
+from .fx import to_fx
+from .intermediates import intermediates
 from .module import NcModule
 from .program import Program
 from .shooting import ShootingLoss
+from .symbolic import from_sympy, to_latex, to_sympy
 
 __version__ = "0.1.0"
 
@@ -100,4 +103,9 @@ __all__ = [
     "fit_many",
     "compile_fn",
     "make_program",
+    "from_sympy",
+    "intermediates",
+    "to_fx",
+    "to_latex",
+    "to_sympy",
 ]

@@ -1,7 +1,8 @@
 """The ``nc`` command line: a thin argparse front end over the library.
 
     nc demo                      fit a built-in physics program's unknown constant
-    nc show FILE [--code]        the recorded program (or the generated Python) of FILE
+    nc show FILE [--code|--latex] the recorded program (the generated Python, the formula) of FILE
+    nc grammar [--format F]      the language's grammar (lark or gbnf)
     nc primitives                the table of primitives
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from .cli_input import UsageError, read_file
 from .errors import NCError
 from .fit_command import add_parser as add_fit_parser
+from .grammar import add_parser as add_grammar_parser
 
 __all__ = ["UsageError", "build_parser", "main", "read_file"]
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the recorded program of FILE")
     show.add_argument("file")
     show.add_argument("--code", action="store_true", help="print the generated Python instead")
+    show.add_argument("--latex", action="store_true", help="print the formula as LaTeX (needs sympy)")
     show.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2",
                       help="per-example shape of an input, e.g. r=3 or M=3,3 (repeatable)")
     show.set_defaults(run=cmd_show)
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2")
     check.set_defaults(run=cmd_check)
     add_fit_parser(sub)
+    add_grammar_parser(sub)
     return parser
 
 
@@ -89,6 +93,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .api import compile_fn
 
+    if args.latex:
+        from .symbolic import latex_listing
+
+        print(latex_listing(read_file(args.file), name=args.file, shapes=parse_shapes(args.shape)))
+        return 0
     f = compile_fn(read_file(args.file), shapes=parse_shapes(args.shape), name=args.file)
     print(f.code() if args.code else f.program().listing())
     return 0
