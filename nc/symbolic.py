@@ -26,9 +26,11 @@ from functools import reduce
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import ir
 from .errors import CallError, NCError, Span
+from .writeback import value_source
 
 MAX_INLINE_DEPTH = 200
 """Deepest nesting of inlined function calls (static recursion unrolls up to this)."""
@@ -528,7 +530,7 @@ def from_sympy(expr: Any, *, params: Mapping[str, Any] | None = None, inputs: Se
     lines = []
     for name, value in (params or {}).items():
         writer.check_name(name)
-        lines.append(f"(define {name} {_value_source(value)})")
+        lines.append(f"(define {name} {_value_source(name, value)})")
     if inputs is not None:
         for n in inputs:
             writer.check_name(n)
@@ -537,12 +539,10 @@ def from_sympy(expr: Any, *, params: Mapping[str, Any] | None = None, inputs: Se
     return "\n".join(lines) + "\n"
 
 
-def _value_source(value: Any) -> str:
-    from .module import number_source, value_source
-
-    if hasattr(value, "detach"):
-        return value_source(value)
-    return number_source(float(value))
+def _value_source(name: str, value: Any) -> str:
+    if not hasattr(value, "detach"):
+        value = torch.tensor(float(value), dtype=torch.float64)
+    return value_source(name, value)
 
 
 class _Writer:
