@@ -18,6 +18,10 @@ def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     n_dynamic = len(node.args) - n_static if n_static else len(node.args)
     if prim.name == "ref":
         n_dynamic = 1
+    if prim.name == "vec" and all(isinstance(a, ir.Const) for a in node.args):
+        # A literal vector [1 2 3 ...] is one constant, made at the cost of its elements only.
+        tr.spend(len(node.args), node.span)
+        return torch.tensor([a.value for a in node.args], dtype=F64)  # type: ignore[attr-defined]
     args = [tr.expr(a, env) for a in node.args[:n_dynamic]]
     statics = [tr.constant_int(tr.expr(a, env), f"the {name} argument of {prim.name}", a.span)
                for a, name in zip(node.args[n_dynamic:], prim.static)]
