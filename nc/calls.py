@@ -7,12 +7,12 @@ import torch
 from . import ir
 from .errors import ShapeError
 from .primitives import TABLE, Primitive
-from .program import Var
 from .shapes import show
-from .trace import F64, Env, Tracer, Value, pshape_of
+from .tracer import Tracer
+from .values import F64, Env, Value, pshape_of
 
 
-def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
+def trace_prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     prim = TABLE[node.prim]
     n_static = len(prim.static)
     n_dynamic = len(node.args) - n_static if n_static else len(node.args)
@@ -20,7 +20,7 @@ def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
         n_dynamic = 1
     if prim.name == "vec" and all(isinstance(a, ir.Const) for a in node.args):
         # A literal vector [1 2 3 ...] is one constant, made at the cost of its elements only.
-        tr.spend(len(node.args), node.span)
+        tr.budget.spend(len(node.args), node.span)
         return torch.tensor([a.value for a in node.args], dtype=F64)  # type: ignore[attr-defined]
     args = [tr.expr(a, env) for a in node.args[:n_dynamic]]
     statics = [tr.constant_int(tr.expr(a, env), f"the {name} argument of {prim.name}", a.span)
@@ -48,7 +48,7 @@ def vlen(tr: Tracer, v: Value, span: object) -> Value:
         # without the size (the tracer raises SizeDependent there, and calls are traced per shape).
         rank = len(shape)  # the size, with the argument's batch axes (as vmap would give)
         code = "torch.full({0}.shape[:{0}.dim() - " + str(rank) + "], {0}.shape[-1], dtype={dt}, device={0}.device)"
-        out = tr.record("%vlen", code, [v], (), span)  # type: ignore[arg-type]
+        out = tr.branches.record("%vlen", code, [v], (), span)  # type: ignore[arg-type]
         out.sizedep = True
         return out
     return torch.tensor(float(shape[-1]), dtype=F64)
@@ -77,6 +77,3 @@ def chain(tr: Tracer, prim: Primitive, args: list[Value], span: object) -> Value
         return pairs[0]
     return fold_left(tr, TABLE["and"], pairs, span)
 
-
-def is_traced(v: Value) -> bool:
-    return isinstance(v, Var)

@@ -22,10 +22,10 @@ from .errors import CallError, LimitError, NCError, ShapeError, Span
 from .lower import Lowered, lower
 from .options import MAX_RANK, CompileOptions, ShapeSpec
 from .parse import parse
-from .program import Program, Promo, Var
+from .program import Program, Promo
 from .runtime import tracing_active, without_tracing
 from .shapes import Shape, show
-from .trace import Promote, SizeDependent, Tracer
+from .trace import Promote, SizeDependent, Tracer, new_tracer
 
 RECURSION_LIMIT = 20_000
 MAX_RETRACE = 64
@@ -135,13 +135,12 @@ class Compiled:
 
     def trace(self, pshapes: Mapping[str, Shape], *, abstract: bool, dtype: torch.dtype,
               device: torch.device) -> tuple[Program, Tracer]:
-        tracer = Tracer(self.ir, abstract=abstract, max_iter=self.max_iter, dtype=dtype, device=device,
-                        check_domain=self.check_domain and not abstract, externals=self.modules,
-                        external_shapes=self.module_shapes)
+        tracer = new_tracer(self.ir, self.options, abstract=abstract, dtype=dtype, device=device,
+                            modules=self.modules)
         inputs = {}
         for n in self.names:
             promo = None if n in self.declared else Promo((n,))
-            inputs[n] = Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, promo)
+            inputs[n] = tracer.new_input(tuple(pshapes[n]), promo)
         return tracer.run(inputs), tracer
 
     # ---- calls ---------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ import torch
 from . import ir
 from . import shapes as sh
 from .errors import LimitError, ShapeError, Span
+from .functions import call_function
 from .primitives import TABLE, code_of
 from .program import Var
-from .trace import F64, MAX_UNROLL, Env, Tracer, Value, pshape_of
+from .tracer import Tracer
+from .values import F64, Env, Value, pshape_of
 
 
 def trace_integrate(tr: Tracer, node: ir.Integrate, env: Env) -> Value:
@@ -24,15 +26,15 @@ def trace_integrate(tr: Tracer, node: ir.Integrate, env: Env) -> Value:
     y = tr.expr(node.y0, env)
     dt = tr.expr(node.dt, env)
     steps = tr.constant_int(tr.expr(node.steps, env), f"the step count of {node.method}", node.steps.span)
-    if steps > MAX_UNROLL:
-        raise LimitError(f"{node.method} with {steps} steps: at most {MAX_UNROLL} steps are unrolled",
+    if steps > tr.limits.unroll:
+        raise LimitError(f"{node.method} with {steps} steps: at most {tr.limits.unroll} steps are unrolled",
                          node.steps.span)
     if isinstance(dt, Var) and dt.rank:
         raise ShapeError(f"the step dt of {node.method} must be a scalar, got {sh.show(dt.pshape)}", node.dt.span)
     ops = Arith(tr, node.span)
 
     def f(t: Value, state: Value) -> Value:
-        out = tr.call_function(fn, [t, state], node.span)
+        out = call_function(tr, fn, [t, state], node.span)
         if not fits(pshape_of(out), pshape_of(state)):
             raise ShapeError(f"the function of {node.method} returns {sh.show(pshape_of(out))} for a state "
                              f"of {sh.show(pshape_of(state))}", node.span)
@@ -67,10 +69,10 @@ def fits(out: sh.Shape, state: sh.Shape) -> bool:
 
 def stack(tr: Tracer, states: list[Value], pshape: sh.Shape, span: Span | None) -> Value:
     rank = len(pshape)
-    states = [tr.align(s, rank) if isinstance(s, Var) and s.rank < rank else s for s in states]
+    states = [tr.branches.align(s, rank) if isinstance(s, Var) and s.rank < rank else s for s in states]
     if all(isinstance(s, torch.Tensor) for s in states):
         return torch.stack(torch.broadcast_tensors(*states), dim=-(rank + 1))  # type: ignore[arg-type]
-    return tr.record("%stack", code_of("%stack"), states, (len(states), *pshape), span, params={"axis": -(rank + 1)})
+    return tr.branches.record("%stack", code_of("%stack"), states, (len(states), *pshape), span, params={"axis": -(rank + 1)})
 
 
 class Arith:

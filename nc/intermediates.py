@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import attrs
 import torch
 
 from . import ir
@@ -34,50 +35,57 @@ from .compiled import Compiled, deep_recursion, result_dtype
 from .errors import CallError, Span
 from .interpret import Interpreter
 from .program import ConstRef, Lit, Program, Var, live_equations
-from .trace import Env, Promote, Tracer, Value
+from .trace import RULES, Env, Promote, Rule, Tracer, Value, new_tracer
 
 
-class Recorder(Tracer):
-    """A tracer that notes the value of each named intermediate (outside masked loop bodies)."""
+class Notes:
+    """The named intermediates of one trace (outside masked loop bodies), and the rules that note them.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    `rules` extends the tracer's dispatch table: each noting rule traces its node as the plain
+    rule does, then notes the value.
+    """
+
+    def __init__(self) -> None:
         self.notes: list[tuple[str, Value]] = []
         self.quiet = 0  # inside an integrator: its step calls are not listed
 
-    def note(self, kind: str, span: Span | None, value: Value) -> None:
-        if self.quiet or self.eqns is not self.top_eqns:
+    def rules(self) -> dict[type, Rule]:
+        return {**RULES, ir.Let: self.let, ir.Call: self.call, ir.Global: self.global_,
+                ir.Integrate: self.integrate}
+
+    def note(self, tr: Tracer, kind: str, span: Span | None, value: Value) -> None:
+        if self.quiet or tr.build.eqns is not tr.build.top_eqns:
             return
         where = f"@{span.line}:{span.column}" if span is not None else ""
         self.notes.append((f"{kind}{where}", value))
 
-    def expr_Let(self, node: ir.Let, env: Env) -> Value:
+    def let(self, tr: Tracer, node: ir.Let, env: Env) -> Value:
         inner = Env(env)
         source = inner if node.sequential else env
         for b in node.bindings:
-            inner.vars[b.key] = value = self.expr(b.value, source)
-            self.note(f"{'let*' if node.sequential else 'let'} {b.name}", b.span, value)
-        return self.expr(node.body, inner)
+            inner.vars[b.key] = value = tr.expr(b.value, source)
+            self.note(tr, f"{'let*' if node.sequential else 'let'} {b.name}", b.span, value)
+        return tr.expr(node.body, inner)
 
-    def expr_Call(self, node: ir.Call, env: Env) -> Value:
-        value = super().expr_Call(node, env)
-        self.note(f"call {self.functions[node.fn].name}", node.span, value)
+    def call(self, tr: Tracer, node: ir.Call, env: Env) -> Value:
+        value = RULES[ir.Call](tr, node, env)
+        self.note(tr, f"call {tr.functions[node.fn].name}", node.span, value)
         return value
 
-    def expr_Global(self, node: ir.Global, env: Env) -> Value:
-        first = node.name not in self.globals
-        value = super().expr_Global(node, env)
+    def global_(self, tr: Tracer, node: ir.Global, env: Env) -> Value:
+        first = node.name not in tr.globals
+        value = RULES[ir.Global](tr, node, env)
         if first:
-            self.note(f"define {node.name}", self.constants_ir[node.name].span, value)
+            self.note(tr, f"define {node.name}", tr.constants_ir[node.name].span, value)
         return value
 
-    def expr_Integrate(self, node: ir.Integrate, env: Env) -> Value:
+    def integrate(self, tr: Tracer, node: ir.Integrate, env: Env) -> Value:
         self.quiet += 1
         try:
-            value = super().expr_Integrate(node, env)
+            value = RULES[ir.Integrate](tr, node, env)
         finally:
             self.quiet -= 1
-        self.note(node.method, node.span, value)
+        self.note(tr, node.method, node.span, value)
         return value
 
 
@@ -91,15 +99,15 @@ def intermediates(fn_or_model: Any, *args: Any, **kwargs: Any) -> OrderedDict[st
     compiled, values = _bind(fn_or_model, args, kwargs)
     with deep_recursion():
         compiled.program_for(values)  # settles the per-example ranks (and raises the program's errors)
-        program, tracer = _trace(compiled, values)
-    wanted = [(name, v) for name, v in tracer.notes]
+        program, tracer, notes = _trace(compiled, values)
+    wanted = list(notes.notes)
     needed = {v.id for _, v in wanted if isinstance(v, Var)}
     if isinstance(program.output, Var):
         needed.add(program.output.id)
     interp = Interpreter(program)
     for var, x in zip(program.inputs, values):
         interp.values[var.id] = x.to(program.dtype) if x.is_floating_point() else x
-    interp.run(live_equations(tracer.top_eqns, needed))
+    interp.run(live_equations(tracer.build.top_eqns, needed))
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     counts: dict[str, int] = {}
     batch = _batch_shape(program, values)
@@ -124,16 +132,18 @@ def _bind(fn_or_model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     return compiled, bind_arguments(compiled, compiled.names, args, kwargs)
 
 
-def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Program, Recorder]:
+def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Program, Tracer, Notes]:
     dtype = result_dtype(values)
     device = values[0].device if values else torch.device("cpu")
     for _ in range(8):
-        tracer = Recorder(compiled.ir, abstract=False, max_iter=compiled.max_iter, dtype=dtype, device=device,
-                          externals=compiled.modules, external_shapes=compiled.module_shapes)
+        notes = Notes()
+        options = attrs.evolve(compiled.options, check_domain=False)  # the interpreter runs no domain checks
+        tracer = new_tracer(compiled.ir, options, abstract=False, dtype=dtype, device=device,
+                            modules=compiled.modules, rules=notes.rules())
         pshapes = compiled.split_shapes(values)
-        inputs = {n: Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, None) for n in compiled.names}
+        inputs = {n: tracer.new_input(tuple(pshapes[n])) for n in compiled.names}
         try:
-            return tracer.run(inputs), tracer
+            return tracer.run(inputs), tracer, notes
         except Promote as p:  # pragma: no cover - program_for settled the ranks already
             compiled.promote(p)
     raise CallError("could not settle the per-example ranks of the inputs")  # pragma: no cover

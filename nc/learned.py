@@ -22,17 +22,19 @@ from . import ir
 from .errors import CallError, ShapeError, Span
 from .program import Var
 from .shapes import Shape, show
-from .trace import Env, Promote, SizeDependent, Tracer, Value, pshape_of
+from .suggest import closest
+from .tracer import Tracer
+from .values import Env, Promote, SizeDependent, Value, pshape_of
 
 
 def trace_external(tr: Tracer, node: ir.External, env: Env) -> Value:
-    module = tr.externals[node.name]
+    module = tr.modules[node.name]
     args = [tr.expr(a, env) for a in node.args]
     for a in args:  # modules take feature vectors: an undeclared scalar input passed here is a vector
         if isinstance(a, Var) and a.rank == 0 and a.promo is not None:
             raise Promote(a.promo.names(), 1)
     shapes = [pshape_of(a) for a in args]
-    declared = tr.external_shapes.get(node.name)
+    declared = tr.options.module_shapes.get(node.name)
     if declared is not None:
         out_shape: Shape = tuple(declared)
     elif any(d is None for s in shapes for d in s):
@@ -43,13 +45,13 @@ def trace_external(tr: Tracer, node: ir.External, env: Env) -> Value:
         out_shape = infer_output(module, node.name, shapes, node.span)
     if not tr.abstract:
         check_dtype(module, node.name, tr.dtype, node.span)
-    index = tr.external_index(node.name)
+    index = tr.module_index(node.name)
     ranks = tuple(len(s) for s in shapes)
     if len(args) == 1:
         code = f"X{index}({{0}})"
     else:
         code = f"X{index}(*_rt.broadcast_batch(({{*}},), {ranks!r}))"
-    return tr.record(f"learned:{node.name}", code, args, out_shape, node.span)
+    return tr.branches.record(f"learned:{node.name}", code, args, out_shape, node.span)
 
 
 def infer_output(module: nn.Module, name: str, shapes: Sequence[Shape], span: object) -> Shape:
@@ -75,10 +77,6 @@ def infer_output(module: nn.Module, name: str, shapes: Sequence[Shape], span: ob
         raise ShapeError(f"the learned component '{name}' must return one tensor with the batch axis first",
                          span)  # type: ignore[arg-type]
     return tuple(out.shape[1:])
-
-
-def is_var(v: Value) -> bool:
-    return isinstance(v, Var)
 
 
 MAX_MODULE_RANK = 8
@@ -116,8 +114,6 @@ def check_module_shapes(module_shapes: Any, modules: Mapping[str, nn.Module]) ->
     out = {}
     for key, shape in module_shapes.items():
         if key not in modules:
-            from .suggest import closest
-
             near = closest(str(key), modules)
             raise CallError(f"module_shapes= names {key!r}, which is not a learned component "
                             f"(modules: {', '.join(modules) or 'none'})",

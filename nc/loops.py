@@ -15,15 +15,24 @@ import torch
 from . import ir
 from . import shapes as sh
 from .errors import LimitError, NCTypeError, ShapeError, Span
+from .exprs import bind_let
 from .primitives import code_of
 from .program import Region, Var, live_equations
-from .trace import MAX_UNROLL, Ctx, Env, SizeDependent, TailResult, Tracer, Value, pshape_of
+from .tracer import Tracer
+from .values import Env, SizeDependent, TailResult, Value, pshape_of
+
+
+def trace_loop_node(tr: Tracer, node: ir.Loop, env: Env) -> Value:
+    """``(loop ((v init) ...) body)``: the rule for `ir.Loop`."""
+    inits = [tr.expr(b.value, env) for b in node.bindings]
+    return trace_loop(tr, node.key, list(node.bindings), inits, node.body, env, node.span)
 
 
 def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list[Value], body: ir.Expr,
                env: Env, span: Span | None) -> Value:
+    """Unroll while the exit is decided by constants; then the rest is one masked loop."""
     state = list(inits)
-    for _ in range(MAX_UNROLL):
+    for _ in range(tr.limits.unroll):
         result = tail(tr, key, body, bind(env, bindings, state))
         if result.exits is True:
             assert result.value is not None
@@ -35,7 +44,7 @@ def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list
         # This iteration is traced again as the masked loop's body; what it recorded here is
         # dead and dead-code elimination drops it (deleting it now would strand memoised guards).
         return masked_loop(tr, key, bindings, state, body, env, span)
-    raise LimitError(f"this loop ran {MAX_UNROLL} iterations while tracing without exiting", span,
+    raise LimitError(f"this loop ran {tr.limits.unroll} iterations while tracing without exiting", span,
                      hint="a loop whose exit depends only on constants is unrolled; check its exit test")
 
 
@@ -51,18 +60,13 @@ def tail(tr: Tracer, key: str, node: ir.Expr, env: Env) -> TailResult:
     if isinstance(node, ir.Recur) and node.key == key:
         return TailResult(False, None, [tr.expr(a, env) for a in node.args])
     if isinstance(node, ir.Let):
-        inner = Env(env)
-        source = inner if node.sequential else env
-        for b in node.bindings:
-            inner.vars[b.key] = tr.expr(b.value, source)
-        return tail(tr, key, node.body, inner)
+        return tail(tr, key, node.body, bind_let(tr, node, env))
     if isinstance(node, ir.Letrec):
-        for fn in node.fns:
-            tr.fn_envs[fn.key] = env
+        tr.calls.define_local(node.fns, env)
         return tail(tr, key, node.body, env)
     if isinstance(node, ir.If):
         test = tr.expr(node.test, env)
-        choice = tr.static_truth(test, node.test.span)
+        choice = tr.branches.static_truth(test)
         if choice is not None:
             return tail(tr, key, node.then if choice else node.orelse, env)
         return tail_branches(tr, key, node, test, env)
@@ -70,20 +74,20 @@ def tail(tr: Tracer, key: str, node: ir.Expr, env: Env) -> TailResult:
 
 
 def tail_branches(tr: Tracer, key: str, node: ir.If, test: Value, env: Env) -> TailResult:
-    mask = tr.truth_mask(test)
+    mask = tr.branches.truth_mask(test)
     if mask.rank:
         raise ShapeError("the exit test of a loop must be one number per example, got "
                          f"{sh.show(mask.pshape)}", node.test.span)
-    not_mask = tr.record("%not", code_of("%not"), (mask,), (), None, mask=True, guard=False)
-    with tr.branch(mask):
+    not_mask = tr.branches.negate(mask)
+    with tr.branches.branch(mask):
         a = tail(tr, key, node.then, env)
-    with tr.branch(not_mask):
+    with tr.branches.branch(not_mask):
         b = tail(tr, key, node.orelse, env)
     exits = merge_exits(tr, mask, not_mask, a.exits, b.exits)
     value = merge(tr, mask, a.value, b.value, node.span)
     state = a.state if b.state is None else b.state
     if a.state is not None and b.state is not None:
-        state = [tr.select(mask, x, y, node.span) for x, y in zip(a.state, b.state)]
+        state = [tr.branches.select(mask, x, y, node.span) for x, y in zip(a.state, b.state)]
     return TailResult(exits, value, state)
 
 
@@ -96,42 +100,37 @@ def merge_exits(tr: Tracer, mask: Var, not_mask: Var, a: Value | bool, b: Value 
         return mask
     if a is False and b is True:
         return not_mask
-    pa, pb = (tr.atom(torch.tensor(x)) if isinstance(x, bool) else x for x in (a, b))
-    return tr.record("%where", code_of("%where"), (mask, pa, pb), (), None, mask=True)
+    pa, pb = (tr.build.atom(torch.tensor(x)) if isinstance(x, bool) else x for x in (a, b))
+    return tr.branches.record("%where", code_of("%where"), (mask, pa, pb), (), None, mask=True)
 
 
 def merge(tr: Tracer, mask: Var, a: Value | None, b: Value | None, span: Span | None) -> Value | None:
     if a is None or b is None:
         return a if b is None else b
-    return tr.select(mask, a, b, span)
+    return tr.branches.select(mask, a, b, span)
 
 
 def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: list[Value], body: ir.Expr,
                 env: Env, span: Span | None) -> Value:
     if tr.abstract and any(isinstance(v, Var) and v.sizedep for v in state):
         raise SizeDependent()
-    outer_ctx, outer_eqns = tr.ctx, tr.eqns
     region_eqns: list = []
-    tr.eqns = region_eqns
-    active = tr.new_var((), mask=True)
-    params = [tr.new_var(pshape_of(s)) for s in state]
-    region = Region((active, *params), region_eqns, ())
-    tr.ctx = Ctx(outer_ctx, active, region, next(tr.ctx_ids))
+    active = tr.build.new_var((), mask=True)
+    params = [tr.build.new_var(pshape_of(s)) for s in state]
+    ctx = tr.build.new_ctx(active, Region((active, *params), region_eqns, ()))
     for p in (active, *params):
-        p.ctx = tr.ctx
-    try:
+        p.ctx = ctx
+    with tr.build.into(ctx, region_eqns):
         result = tail(tr, key, body, bind(env, bindings, params))
         outputs = region_outputs(tr, result, params, bindings, span)
-    finally:
-        tr.ctx, tr.eqns = outer_ctx, outer_eqns
     needed = {a.id for a in outputs if isinstance(a, Var)}
     region = Region((active, *params), live_equations(region_eqns, needed), outputs)
     value = result.value
     assert value is not None
-    init = [tr.atom(s) if not isinstance(s, Var) else s for s in state]
+    init = [tr.build.atom(s) if not isinstance(s, Var) else s for s in state]
     ranks = tuple(len(pshape_of(s)) for s in state)
-    return tr.record("%loop", "", init, pshape_of(value), span, region=region,
-                     params={"ranks": ranks, "value_rank": len(pshape_of(value)), "max_iter": tr.max_iter})
+    return tr.branches.record("%loop", "", init, pshape_of(value), span, region=region,
+                     params={"ranks": ranks, "value_rank": len(pshape_of(value)), "max_iter": tr.options.max_iter})
 
 
 def region_outputs(tr: Tracer, result: TailResult, params: list[Var], bindings: Sequence[ir.Binding],
@@ -145,7 +144,7 @@ def region_outputs(tr: Tracer, result: TailResult, params: list[Var], bindings: 
                              f"{sh.show(pshape_of(n))}", b.span,
                              hint="give it an initial value of the shape it keeps")
     exits = result.exits
-    exit_atom = tr.atom(torch.tensor(exits)) if isinstance(exits, bool) else exits
-    value = tr.atom(result.value, tensor=True) if not isinstance(result.value, Var) else result.value
-    state = tuple(tr.atom(n) if not isinstance(n, Var) else n for n in nxt)
+    exit_atom = tr.build.atom(torch.tensor(exits)) if isinstance(exits, bool) else exits
+    value = tr.build.atom(result.value) if not isinstance(result.value, Var) else result.value
+    state = tuple(tr.build.atom(n) if not isinstance(n, Var) else n for n in nxt)
     return (exit_atom, value, *state)

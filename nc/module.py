@@ -8,15 +8,13 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from . import ir
 from .api import DEFAULT_MAX_ITER
 from .binding import as_number_tensor, bind_arguments
 from .compiled import Compiled, ShapeSpec
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
 from .parse import parse
-from .program import Var
-from .trace import Env, Tracer
+from .trace import constant_value
 from .writeback import write_source
 
 
@@ -226,12 +224,7 @@ def trainable_values(src: str, names: Sequence[str], file: str, externals: Seque
             raise CallError(f"trainable= names '{n}', which is not a top-level (define {n} value) "
                             f"(defined constants: {', '.join(defined) or 'none'})",
                             hint=f"did you mean '{near[0]}'?" if near else "free names become parameters with params=")
-        tracer = Tracer(program, abstract=True, max_iter=1, dtype=torch.float64, device=torch.device("cpu"))
-        tracer.inputs = {i: Var(next(tracer.ids), (), tracer.root) for i in program.inputs}
-        try:
-            value = tracer.expr(ir.Global(name=n, span=defined[n].span), Env())
-        except KeyError:  # an input that only this definition uses
-            value = None
+        value = constant_value(program, n)
         if not isinstance(value, torch.Tensor):
             raise NCTypeError(f"trainable '{n}' must be defined by a constant, but its value depends on inputs",
                               defined[n].span)
