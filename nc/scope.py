@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import attrs
 
+RESERVED = frozenset(
+    ["define", "lambda", "let", "let*", "letrec", "letrec*", "if", "cond", "else", "loop", "recur", "euler", "rk4"]
+)
+"""Names of the special forms (and ``else``): they cannot be bound or used as values."""
+
 
 @attrs.frozen
 class Bound:
