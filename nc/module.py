@@ -14,6 +14,7 @@ from .compiled import Compiled, ShapeSpec
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
 from .parse import parse
+from .suggest import closest
 from .trace import constant_value
 from .writeback import write_source
 
@@ -218,8 +219,6 @@ def trainable_values(src: str, names: Sequence[str], file: str, externals: Seque
     out = {}
     for n in names:
         if n not in defined:
-            from .suggest import closest
-
             near = closest(n, defined)
             raise CallError(f"trainable= names '{n}', which is not a top-level (define {n} value) "
                             f"(defined constants: {', '.join(defined) or 'none'})",
