@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--param", action="append", default=[], metavar="NAME=START",
                    help="a free name to fit as a parameter, with its starting value (repeatable)")
     p.add_argument("--target", help="the target column (default: the column that is not an input)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--optimizer", choices=["auto", "lbfgs", "adam"], default="auto",
+                   help="auto (default): L-BFGS for few constants and fixed data, else Adam")
     p.add_argument("--epochs", type=whole(0), default=None)
     p.add_argument("--lr", type=positive_number, default=None)
     p.add_argument("--restarts", type=whole(0), default=0)
