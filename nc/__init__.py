@@ -25,7 +25,7 @@ from .errors import (
     SyntaxFormError,
     UnboundNameError,
 )
-from .fit import FitResult, fit
+from .fit import FitResult, FitWarning, fit
 from .fit_many import FitManyResult, fit_many
 from .fx import to_fx
 from .intermediates import intermediates
@@ -100,6 +100,7 @@ __all__ = [
     "ShootingLoss",
     "compile",
     "fit",
+    "FitWarning",
     "fit_many",
     "compile_fn",
     "make_program",

@@ -237,7 +237,7 @@ def test_restarts_keep_the_best_run() -> None:
 
 def test_progress_bar_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     x = torch.linspace(0, 1, 30, dtype=F64)
-    fit(Scale(1.0).double(), (x,), 2.0 * x, epochs=25, progress=True)
+    fit(Scale(1.0).double(), (x,), 2.0 * x, optimizer="adam", epochs=25, progress=True)
     err = capsys.readouterr().err
     assert "25/25" in err and "loss" in err and err.endswith("\n")
 
