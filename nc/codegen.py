@@ -11,9 +11,13 @@ ever edited, searched or renumbered after it is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
+import torch
 
+from . import runtime
+from .domains import DomainSites
 from .errors import Span
 from .primitives import format_code
 from .program import Atom, ConstRef, Eqn, Lit, Recording, Var, live_equations, region_uses
@@ -145,6 +149,16 @@ class CodeWriter:
             rank = len(out.pshape) if isinstance(out, (Var, ConstRef)) else 0
             expr = f"_rt.expand_batch({expr}, ({args}), {ranks!r}, {rank})"
         return expr, self.statement_spans()
+
+
+def template_namespace(program: Recording) -> dict[str, Any]:
+    """What the templates refer to: ``torch``, the runtime helpers (``_rt``), the learned
+    components (``X0``, ``X1``, ...) and the domain checks (``DOMAIN``)."""
+    ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
+    ns.update({f"X{i}": module for i, module in enumerate(program.externals)})
+    if program.domain_sites:
+        ns["DOMAIN"] = DomainSites(program.domain_sites)
+    return ns
 
 
 def inlinable(eqns: list[Eqn], keep: set[int], result: int | None = None) -> set[int]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from . import ir
+from .binding import bind_arguments
 from .errors import CallError, NCError, Span
 from .failures import deep_recursion, runtime_error
 from .lower import MISSING, Lowered, lower
@@ -90,8 +91,6 @@ class Compiled:
 
     def call_checked(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> torch.Tensor:
         """A call on the checked path: bind and convert the arguments, then run."""
-        from .binding import bind_arguments
-
         given = [a for a in args if a is not MISSING]
         return self.run(bind_arguments(self, self.names, given, kwargs))
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from . import runtime
+from .codegen import template_namespace
 from .primitives import format_code
 from .program import Atom, ConstRef, Eqn, Lit, Recording, Region, Var
 
@@ -89,10 +90,4 @@ def run_masked_loop(e: Eqn, args: list[Any], interp: Interpreter) -> Any:
 
 def default_namespace(program: Recording) -> dict[str, Any]:
     """What the templates refer to: ``torch``, the runtime helpers and the learned components."""
-    ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
-    ns.update({f"X{i}": module for i, module in enumerate(program.externals)})
-    if program.domain_sites:
-        from .domains import DomainSites
-
-        ns["DOMAIN"] = DomainSites(program.domain_sites)
-    return ns
+    return template_namespace(program)

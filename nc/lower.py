@@ -22,7 +22,7 @@ import attrs
 import torch
 
 from . import runtime
-from .codegen import CodeWriter, Line, Source
+from .codegen import CodeWriter, Line, Source, template_namespace
 from .errors import NCError, Span
 from .program import Recording, Var, live_equations
 
@@ -44,7 +44,9 @@ FALLBACK = (runtime.RankMismatch, RuntimeError, TypeError, ValueError, LookupErr
 """What the entry function's fast path hands to the checked path (which converts the arguments
 or raises the precise error): a rank check (`RankMismatch`), a failing torch operation
 (``RuntimeError``, ``IndexError``, ``ValueError``), arguments that are not tensors (Python
-numbers and lists: ``TypeError``, ``AttributeError``, ``ZeroDivisionError``, ``OverflowError``)."""
+numbers and lists: ``TypeError``, ``AttributeError``, ``ZeroDivisionError``, ``OverflowError``).
+A program that calls learned components falls back on any ``Exception``: a component is the
+user's code, and whatever it raises is reported at the call's span by the checked path."""
 
 _names = itertools.count()
 
@@ -124,15 +126,11 @@ def prologue(program: Recording, w: CodeWriter) -> list[Line]:
 
 
 def globals_for(program: Recording, generic: bool, fallback: Callable[..., torch.Tensor] | None) -> dict[str, Any]:
-    ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
-    ns.update({f"X{i}": module for i, module in enumerate(program.externals)})
-    if program.domain_sites:
-        from .domains import DomainSites
-
-        ns["DOMAIN"] = DomainSites(program.domain_sites)
+    ns = template_namespace(program)
     if generic:
         ns["CONSTANTS"] = runtime.ConstantCache(program.constants)
-        ns.update(MISSING=MISSING, TENSOR=torch.Tensor, NCError=NCError, FALLBACK=FALLBACK, SLOW=fallback)
+        ns.update(MISSING=MISSING, TENSOR=torch.Tensor, NCError=NCError, SLOW=fallback,
+                  FALLBACK=(Exception,) if program.externals else FALLBACK)
         return ns
     ns["DT"] = program.dtype
     for i, c in enumerate(program.constants):

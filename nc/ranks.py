@@ -13,6 +13,7 @@ from typing import TypeVar
 from .errors import CallError, ShapeError, Span
 from .options import MAX_RANK
 from .shapes import Shape
+from .suggest import closest
 from .trace import Promote
 
 MAX_RETRACE = 64
@@ -26,8 +27,6 @@ class InputShapes:
     def __init__(self, names: tuple[str, ...], spans: Mapping[str, Span | None], declared: Mapping[str, Shape]):
         for name in declared:
             if name not in names:
-                from .suggest import closest
-
                 near = closest(name, names)
                 raise CallError(f"shapes= names '{name}', which is not an input of this program "
                                 f"(inputs: {', '.join(names) or 'none'})",
