@@ -51,11 +51,12 @@ class RefError(Exception):
 # ----------------------------------------------------------------------------------------------
 # Reading
 
-_WHITESPACE = frozenset(" \t\n\r\f\v")
+_WHITESPACE = frozenset(" \t\n\r\f")  # ASCII only (docs/language.md, Reading)
 _DELIMS = _WHITESPACE | frozenset('()[];"')
 _IDENT_CHARS = frozenset(string.ascii_letters + string.digits + "!$%&*/:<=>?^_~+-@")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-_NUMBERISH = re.compile(r"[+-]?\.?\d")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")  # not \d: ASCII digits only
+_NUMBERISH = re.compile(r"[+-]?\.?[0-9]")
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # LF, CRLF or a lone CR
 
 
 class Sym(str):
@@ -91,8 +92,9 @@ class _Reader:
     def error(self, msg: str, at: int | None = None) -> RefError:
         """A RefError naming 1-based line and column of offset `at` (default: the cursor)."""
         at = self.i if at is None else at
-        line = self.src.count("\n", 0, at) + 1
-        col = at - (self.src.rfind("\n", 0, at) + 1) + 1
+        breaks = [m.end() for m in _LINE_BREAK.finditer(self.src, 0, at)]
+        line = len(breaks) + 1
+        col = at - (breaks[-1] if breaks else 0) + 1
         return RefError(f"read error at {line}:{col}: {msg}")
 
     def skip(self) -> None:
@@ -103,8 +105,8 @@ class _Reader:
             if c in _WHITESPACE:
                 self.i += 1
             elif c == ";":
-                end = src.find("\n", self.i)
-                self.i = len(src) if end < 0 else end + 1
+                m = _LINE_BREAK.search(src, self.i)
+                self.i = len(src) if m is None else m.end()
             elif src.startswith("#|", self.i):
                 self._block_comment()
             elif src.startswith("#;", self.i):
