@@ -37,7 +37,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-__all__ = ["MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "inputs_of", "read"]
+__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
+           "inputs_of", "read"]
 
 MAX_ITER = 1000
 MAX_SIZE = 4096
@@ -507,13 +508,126 @@ def _value(v: Any, where: str) -> Value:
 
 
 # ----------------------------------------------------------------------------------------------
+# Boundary watch: decisions taken within rounding of their boundary
+
+
+BOUNDARY_TOL = 1e-10
+"""A decision is fragile when its operand is within BOUNDARY_TOL * (largest magnitude seen) of
+the boundary: two correct float64 evaluators (refeval, PyTorch) may round to either side."""
+
+_TRUTH_ARGS = frozenset({"and", "or", "not", "zero?", "positive?", "negative?", "sign"})
+_COMPARISONS = frozenset({"=", "<", ">", "<=", ">="})
+_BOOLEAN = _TRUTH_ARGS - {"sign"} | _COMPARISONS
+# Primitives whose result is the same in every IEEE evaluator when their arguments are:
+# correctly rounded arithmetic, selections and rearrangements (not sqrt, pow or sums of
+# vectors, whose implementations differ by an ulp or in the order of additions)
+_EXACT_OPS = frozenset({"+", "-", "*", "/", "abs", "min", "max", "floor", "ceiling", "round", "truncate",
+                        "sign", "relu", "square", "quotient", "clamp", "vec", "ref", "vector-ref", "roll", "mat",
+                        "scale", "vmin", "vmax", "vlen", "vector-length", "zeros", "ones", "eye"})
+_INTEGER_JUMPS = frozenset({"floor", "ceiling", "truncate"})
+_DIVISION_JUMPS = frozenset({"quotient", "modulo", "remainder"})
+
+
+class _Watch:
+    """Notes every decision (truth test, comparison, jump of floor/sign/...) taken on a value
+    within rounding of its boundary, e.g. `(and v ...)` with v mathematically 0 that one
+    evaluator computes as 0 and the other as 1e-17 (`(cross u u)` with or without fused
+    multiply-adds), or `(= a b)` with a and b equal up to rounding.
+
+    Values known exactly in both evaluators are exempt: literals, inputs, the 0/1 results of
+    comparisons and logic, `_EXACT_OPS` of exact values, and any primitive of exact zeros that
+    gives exactly zero (`(sin 0)`, `(vmean [0 0 0])`); so is a comparison of a value with itself.
+    """
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self.exact: dict[int, Value] = {}  # id -> value (kept alive so that ids stay unique)
+        self.found: list[str] = []
+        self.args: list[Value] = []  # of the primitive being applied
+
+    def is_exact(self, v: Value) -> bool:
+        return id(v) in self.exact
+
+    def see(self, v: Value) -> None:
+        finite = np.abs(v[np.isfinite(v)]) if v.size else v
+        if finite.size:
+            self.scale = max(self.scale, float(finite.max()))
+
+    def near(self, q: Any) -> bool:
+        return bool(np.any(np.abs(q) <= BOUNDARY_TOL * self.scale))
+
+    def truth(self, what: str, v: Value) -> None:
+        self.see(v)
+        if not self.is_exact(v) and self.near(v):
+            self.found.append(f"{what} of a value within rounding of 0")
+
+    def before(self, name: str, args: list[Value]) -> None:
+        self.args = args
+        for a in args:
+            self.see(a)
+        if name in _TRUTH_ARGS:
+            for a in args:
+                self.truth(name, a)
+        elif name in _COMPARISONS:
+            for a, b in zip(args, args[1:]):
+                if a is not b and not (self.is_exact(a) and self.is_exact(b)) and self.near(a - b):
+                    self.found.append(f"{name} of values equal within rounding")
+        elif name in _INTEGER_JUMPS or name == "round":
+            v = args[0]
+            q = v - np.rint(v) if name != "round" else np.abs(v - np.floor(v)) - 0.5
+            if not self.is_exact(v) and self.near(q):
+                self.found.append(f"{name} of a value within rounding of its jump")
+        elif name in _DIVISION_JUMPS and len(args) == 2:
+            a, b = args
+            with np.errstate(all="ignore"):
+                r = a / b
+                q = (r - np.rint(r)) * b
+            if not (self.is_exact(a) and (self.is_exact(b) or not np.any(a))) and self.near(q):
+                self.found.append(f"{name} of values within rounding of its jump")
+
+    def after(self, name: str, out: Value) -> None:
+        self.see(out)
+        args, self.args = self.args, []
+        if name in _BOOLEAN:
+            _exact(out)
+        elif args and all(self.is_exact(a) for a in args):
+            if name in _EXACT_OPS or (not np.any(out) and not any(np.any(a) for a in args)):
+                _exact(out)
+        elif name in ("*", "scale") and not np.any(out) and any(self.is_exact(a) and not np.any(a) for a in args):
+            _exact(out)  # an exact zero factor: 0 in every evaluator (the factors are finite)
+
+
+_WATCH: _Watch | None = None
+
+
+def _exact(v: Value) -> Value:
+    """Mark `v` as known exactly in every evaluator (for the boundary watch)."""
+    if _WATCH is not None:
+        _WATCH.exact[id(v)] = v
+    return v
+
+
+def fragile_decisions(src: str, args: dict[str, Any]) -> list[str]:
+    """Evaluate `src` at `args` and list the decisions it takes within rounding of their
+    boundary (see `_Watch`); an empty list means every branch, truth test and jump is decided
+    the same way by any evaluator that rounds correctly up to BOUNDARY_TOL."""
+    global _WATCH
+    _WATCH = _Watch()
+    try:
+        evaluate(src, args)
+        return _WATCH.found
+    finally:
+        _WATCH = None
+
+
+# ----------------------------------------------------------------------------------------------
 # Evaluation
 
 
 def _eval(x: Datum, env: _Env, ctx: _LoopCtx | None) -> Any:
     """Evaluate `x`; `ctx` is the innermost loop when `x` is in its tail position."""
     if isinstance(x, float):
-        return _f64(x)
+        return _exact(_f64(x))
     if isinstance(x, Sym):
         return _lookup(x, env)
     assert isinstance(x, Form)
@@ -559,17 +673,24 @@ def _primitive(name: str, args: list[Value]) -> Value:
     lo, hi, fn = PRIMITIVES[name]
     if len(args) < lo or (hi is not None and len(args) > hi):
         raise RefError(f"{name}: wrong number of arguments ({len(args)})")
+    if _WATCH is not None:
+        _WATCH.before(name, args)
     try:
-        return _f64(fn(*args))
+        out = _f64(fn(*args))
     except (ValueError, IndexError, TypeError, np.linalg.LinAlgError, ZeroDivisionError, MemoryError,
             OverflowError) as e:
         raise RefError(f"{name}: {e}") from e
+    if _WATCH is not None:
+        _WATCH.after(name, out)
+    return out
 
 
 def _ev_if(x: Form, env: _Env, ctx: _LoopCtx | None) -> Any:
     # (if test then else)
     _arity(x, 3)
     test = _value(_eval(x[1], env, None), "if")
+    if _WATCH is not None:
+        _WATCH.truth("if", test)
     if test.ndim == 0:
         return _eval(x[2] if test != 0 else x[3], env, ctx)
     a, b = (_value(_eval(e, env, None), "if") for e in (x[2], x[3]))
@@ -1000,10 +1121,10 @@ def _run(prog: _Program, args: dict[str, Any]) -> Value:
     if missing:
         raise RefError(f"missing inputs: {', '.join(missing)}")
     try:
-        given = {n: _f64(args[n]) for n in names}
+        given = {n: _exact(_f64(args[n])) for n in names}
     except (ValueError, TypeError) as e:
         raise RefError(f"bad input value: {e}") from e
-    root = _Env({"pi": _f64(np.pi)}, calls=False)
+    root = _Env({"pi": _exact(_f64(np.pi))}, calls=False)
     glob = _Env({}, _Env(given, root, calls=False))
     for n, d in prog.defs.items():
         glob.names[n] = _Func(n, d.params, d.body, glob) if isinstance(d, _Lambda) else _Lazy(d)
