@@ -369,6 +369,7 @@ def test_shooting_vectorize_modes_agree(lv_clean: torch.Tensor) -> None:
                                                        "physics.delta", "physics.gamma"}
 
 
+@pytest.mark.slow
 def test_shooting_recovers_lotka_volterra_noise_free(lv_clean: torch.Tensor) -> None:
     lv = LotkaVolterra()  # every constant starts at 0.5
     shoot = ShootingLoss(lv, lv_clean, window=24, vectorize="batched")

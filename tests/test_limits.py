@@ -176,6 +176,7 @@ def test_program_larger_than_the_source_limit() -> None:
     assert str(limit) in info.value.message
 
 
+@pytest.mark.slow
 def test_error_on_a_megabyte_line_renders_briefly() -> None:
     src = "(+ " + "x " * 500_000 + "(sqrt 2.3.4))"
     start = time.perf_counter()
