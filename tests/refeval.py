@@ -534,67 +534,107 @@ class _Watch:
     evaluator computes as 0 and the other as 1e-17 (`(cross u u)` with or without fused
     multiply-adds), or `(= a b)` with a and b equal up to rounding.
 
-    Values known exactly in both evaluators are exempt: literals, inputs, the 0/1 results of
-    comparisons and logic, `_EXACT_OPS` of exact values, and any primitive of exact zeros that
-    gives exactly zero (`(sin 0)`, `(vmean [0 0 0])`); so is a comparison of a value with itself.
+    Each value carries a noise scale `C`: the magnitude at which absolute rounding errors may
+    have entered it. Sums, differences, reductions, linear algebra and functions that are not
+    relatively accurate near their zeros (`sin` near pi, `log` near 1) take the magnitude of
+    their operands (a cancellation leaves an error of that size); products and quotients
+    propagate the operands' noise to first order, so a tiny value computed from tiny inputs is
+    not near a boundary. A decision is fragile when its distance q from the boundary is at
+    most BOUNDARY_TOL times the noise scale (plus the operands' size, for comparisons and
+    jumps).
+
+    Values known exactly in both evaluators have no noise and are never fragile: literals,
+    inputs, the 0/1 results of comparisons and logic, `_EXACT_OPS` of exact values, any
+    primitive of exact values that gives exactly 0, 1 or -1 (`(sin 0)`, `(exp 0)`, `(log 1)`),
+    a product with an exact zero factor; so is a comparison of a value with itself.
     """
 
     def __init__(self) -> None:
-        self.scale = 1.0
         self.exact: dict[int, Value] = {}  # id -> value (kept alive so that ids stay unique)
+        self.noise: dict[int, tuple[Value, float]] = {}  # id -> (value, noise scale C)
         self.found: list[str] = []
         self.args: list[Value] = []  # of the primitive being applied
 
     def is_exact(self, v: Value) -> bool:
         return id(v) in self.exact
 
-    def see(self, v: Value) -> None:
-        finite = np.abs(v[np.isfinite(v)]) if v.size else v
-        if finite.size:
-            self.scale = max(self.scale, float(finite.max()))
+    def c(self, v: Value) -> float:
+        if self.is_exact(v):
+            return 0.0
+        known = self.noise.get(id(v))
+        return known[1] if known is not None else _mag(v)
 
-    def near(self, q: Any) -> bool:
-        return bool(np.any(np.abs(q) <= BOUNDARY_TOL * self.scale))
+    def near(self, q: Any, scale: float) -> bool:
+        # no noise scale: computed without rounding noise (an underflow to 0, say), not fragile
+        return scale > 0 and bool(np.any(np.abs(q) <= BOUNDARY_TOL * scale))
 
     def truth(self, what: str, v: Value) -> None:
-        self.see(v)
-        if not self.is_exact(v) and self.near(v):
+        if not self.is_exact(v) and self.near(v, self.c(v)):
             self.found.append(f"{what} of a value within rounding of 0")
 
     def before(self, name: str, args: list[Value]) -> None:
         self.args = args
-        for a in args:
-            self.see(a)
         if name in _TRUTH_ARGS:
             for a in args:
                 self.truth(name, a)
         elif name in _COMPARISONS:
             for a, b in zip(args, args[1:]):
-                if a is not b and not (self.is_exact(a) and self.is_exact(b)) and self.near(a - b):
+                scale = _mag(a) + _mag(b) + self.c(a) + self.c(b)
+                if a is not b and not (self.is_exact(a) and self.is_exact(b)) and self.near(a - b, scale):
                     self.found.append(f"{name} of values equal within rounding")
         elif name in _INTEGER_JUMPS or name == "round":
             v = args[0]
             q = v - np.rint(v) if name != "round" else np.abs(v - np.floor(v)) - 0.5
-            if not self.is_exact(v) and self.near(q):
+            if not self.is_exact(v) and self.near(q, _mag(v) + self.c(v)):
                 self.found.append(f"{name} of a value within rounding of its jump")
         elif name in _DIVISION_JUMPS and len(args) == 2:
             a, b = args
             with np.errstate(all="ignore"):
                 r = a / b
                 q = (r - np.rint(r)) * b
-            if not (self.is_exact(a) and (self.is_exact(b) or not np.any(a))) and self.near(q):
-                self.found.append(f"{name} of values within rounding of its jump")
+            if not (self.is_exact(a) and (self.is_exact(b) or not np.any(a))):
+                if self.near(q, _mag(a) + self.c(a) + self.c(b) * (1 + _mag(r))):
+                    self.found.append(f"{name} of values within rounding of its jump")
 
     def after(self, name: str, out: Value) -> None:
-        self.see(out)
         args, self.args = self.args, []
         if name in _BOOLEAN:
             _exact(out)
-        elif args and all(self.is_exact(a) for a in args):
-            if name in _EXACT_OPS or (not np.any(out) and not any(np.any(a) for a in args)):
+            return
+        if args and all(self.is_exact(a) for a in args):
+            # libms special-case f(x) in {0, 1, -1} at exact points: exp(0), cos(0), log(1)
+            if name in _EXACT_OPS or np.isin(out, (0.0, 1.0, -1.0)).all():
                 _exact(out)
-        elif name in ("*", "scale") and not np.any(out) and any(self.is_exact(a) and not np.any(a) for a in args):
+                return
+        if name in ("*", "scale") and not np.any(out) and any(self.is_exact(a) and not np.any(a) for a in args):
             _exact(out)  # an exact zero factor: 0 in every evaluator (the factors are finite)
+            return
+        self.noise[id(out)] = (out, self.propagate(name, args, out))
+
+    def propagate(self, name: str, args: list[Value], out: Value) -> float:
+        """The noise scale C of `out` (see the class docstring)."""
+        mags, cs = [_mag(a) for a in args], [self.c(a) for a in args]
+        if name in ("*", "scale", "vprod", "square", "cube"):
+            if name in ("square", "cube", "vprod"):
+                k = {"square": 2, "cube": 3, "vprod": 3}[name]
+                return k * mags[0] ** (k - 1) * cs[0]
+            total = 0.0
+            for i, ci in enumerate(cs):
+                total += ci * float(np.prod([m for j, m in enumerate(mags) if j != i]))
+            return total
+        if name == "/" and len(args) == 2:
+            with np.errstate(all="ignore"):
+                low = float(np.min(np.abs(args[1]))) if args[1].size else 1.0
+            if low == 0:
+                return math.inf
+            return cs[0] / low + cs[1] * mags[0] / low**2
+        return max((m + c for m, c in zip(mags, cs)), default=0.0)
+
+
+def _mag(v: Value) -> float:
+    """Largest finite magnitude in `v` (0 for none)."""
+    finite = np.abs(v[np.isfinite(v)]) if v.size else v
+    return float(finite.max()) if finite.size else 0.0
 
 
 _WATCH: _Watch | None = None
