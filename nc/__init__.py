@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .api import CompiledFunction, compile_fn, make_program
+from .discover import Discovery, discover
 from .errors import (
     ArityError,
     CallError,
@@ -82,6 +83,7 @@ __all__ = [
     "ArityError",
     "CallError",
     "CompiledFunction",
+    "Discovery",
     "DomainError",
     "LimitError",
     "NCError",
@@ -96,6 +98,7 @@ __all__ = [
     "FitResult",
     "ShootingLoss",
     "compile",
+    "discover",
     "fit",
     "fit_many",
     "compile_fn",
