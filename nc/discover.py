@@ -120,7 +120,7 @@ def _signed(c: float, term: str, digits: int, first: bool) -> str:
 def discover(data: Any, times: Any, states: str | Sequence[str], library: str | Sequence[str] = "poly2", *,
              known: str | Mapping[str, str] | None = None, threshold: float | None = None,
              refine: bool = True, window: int = 10, substeps: int = 1, smoothing: int | None = None,
-             epochs: int = 30, max_candidates: int = 8) -> Discovery:
+             epochs: int = 30, max_candidates: int = 8, min_t: float = 3.0) -> Discovery:
     """Find a sparse right-hand side ``ds/dt = known(s) + sum_k c_k term_k(s)`` from trajectories.
 
     Args:
@@ -143,6 +143,8 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         smoothing: half-width (in samples) of the Savitzky-Golay window; None estimates it from
             the noise level.
         epochs: L-BFGS epochs per candidate fit; max_candidates: most candidates fitted in stage 2.
+        min_t: stage 2 drops a term whose coefficient is within ``min_t`` standard errors of 0
+            (and keeps the smaller set if its trajectory BIC is lower).
 
     Returns:
         A `Discovery`; ``print(result)`` shows the equations.
@@ -196,16 +198,18 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     for support in stage1["candidates"][:max_candidates]:
         if support not in fitted:
             fitted[support] = fit(support, screen)
-    for _ in range(3):  # re-threshold on the trajectory fit: drop terms below the threshold, refit
+    for _ in range(4):  # re-threshold on the trajectory fit (threshold and t statistic), refit
         best_support = min(fitted, key=lambda s: fitted[s].bic)
         fitted[best_support] = best = fit(best_support, epochs, fitted[best_support].coefficients)
-        pruned = _prune(best_support, best.coefficients, stage1, names, terms)
+        errors = standard_errors(best, factors)
+        pruned = _prune(best_support, best.coefficients, errors, stage1, names, min_t)
         if pruned == best_support or pruned in fitted:
             break
         fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)})
     best_support = min(fitted, key=lambda s: fitted[s].bic)
-    best = fitted[best_support]
-    errors = standard_errors(best, factors)
+    if fitted[best_support] is not best:
+        best = fitted[best_support]
+        errors = standard_errors(best, factors)
     comments = {n: f"+/- {e:.3g}" for n, e in errors.items()}
     source = rhs_source(names, terms, best.coefficients, knw, vector, comments)
     report.update(candidates=[{"terms": _support_text(s, names, terms), "bic": c.bic, "rss": c.rss,
@@ -305,18 +309,20 @@ def _kept(name: str, support: Support, names: Sequence[str]) -> bool:
     return any(name == coefficient_name(s, k) for s, sup in zip(names, support) for k in sup)
 
 
-def _prune(support: Support, coefs: Mapping[str, float], stage1: Mapping[str, Any], names: Sequence[str],
-           terms: Sequence[str]) -> Support:
+def _prune(support: Support, coefs: Mapping[str, float], errors: Mapping[str, float], stage1: Mapping[str, Any],
+           names: Sequence[str], min_t: float) -> Support:
     """``support`` without the terms whose fitted coefficient carries less than the threshold
-    (the given one, else the smallest of the grid) of its derivative's RMS."""
+    (the given one, else the smallest of the grid) of its derivative's RMS, or is within
+    ``min_t`` standard errors of zero."""
     lam = stage1["threshold"] if stage1["threshold"] is not None else stage1["thresholds"][0]
     out = []
     for i, sup in enumerate(support):
         keep = set()
         for k in sup:
-            size = abs(coefs[coefficient_name(names[i], k)]) * stage1["col_rms"][k] / max(stage1["target_rms"][i],
-                                                                                        1e-300)
-            if size >= lam:
+            name = coefficient_name(names[i], k)
+            size = abs(coefs[name]) * stage1["col_rms"][k] / max(stage1["target_rms"][i], 1e-300)
+            err = errors.get(name, math.nan)
+            if size >= lam and not (math.isfinite(err) and abs(coefs[name]) < min_t * err):
                 keep.add(k)
         out.append(frozenset(keep))
     return tuple(out)

@@ -163,8 +163,9 @@ def parse_known(known: str | Mapping[str, str] | None, states: Sequence[str]) ->
     text = known[result.span.start: result.span.end]
     if len(states) == 1:
         exprs = {states[0]: text}
-    elif isinstance(result, Lst) and result.bracket and len(result.items) == len(states):
-        exprs = {s: known[f.span.start: f.span.end] for s, f in zip(states, result.items)}
+    elif isinstance(result, Lst) and result.bracket and len(result.items) == len(states) + 1:
+        # the reader gives [a b] as (vec a b): items[0] is the implicit vec
+        exprs = {s: known[f.span.start: f.span.end] for s, f in zip(states, result.items[1:])}
     else:
         raise CallError(f"the known program's result must be a vector [e1 ... e{len(states)}] with one "
                         f"expression per state ({', '.join(states)})", None, hint="write 0 for a state with no known part")

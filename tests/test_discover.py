@@ -82,7 +82,7 @@ def test_hybrid_lotka_volterra_finds_the_interaction_terms():
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path, capsys):
     trajs = simulate(LV, [[10.0, 5.0], [6.0, 3.0]], 10)
-    rows = ["t,x,y"] + [f"{0.1 * i!r},{a!r},{b!r}" for y in trajs for i, (a, b) in enumerate(y)]
+    rows = ["t,x,y"] + [f"{0.1 * i!r},{float(a)!r},{float(b)!r}" for y in trajs for i, (a, b) in enumerate(y)]
     (tmp_path / "lv.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "known.nc").write_text("[(* 1.1 x) (* -0.4 y)]\n")
     out, png = tmp_path / "found.nc", tmp_path / "fit.png"
