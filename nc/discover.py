@@ -207,6 +207,13 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
             break
         fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)})
     best_support = min(fitted, key=lambda s: fitted[s].bic)
+    # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
+    # tiny term can absorb the integrator's truncation error and lower the RSS below roundoff
+    small = _prune(best_support, fitted[best_support].coefficients, {}, stage1, names, min_t)
+    if small != best_support:
+        kept = {n: v for n, v in fitted[best_support].coefficients.items() if _kept(n, small, names)}
+        fitted[small] = fit(small, epochs, kept)
+        best_support = small
     if fitted[best_support] is not best:
         best = fitted[best_support]
         errors = standard_errors(best, factors)
