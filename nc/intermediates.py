@@ -31,11 +31,14 @@ import torch
 
 from . import ir
 from .binding import bind_arguments
-from .compiled import Compiled, deep_recursion, result_dtype
+from .compiled import Compiled
 from .errors import CallError, Span
+from .failures import deep_recursion
 from .interpret import Interpreter
-from .program import ConstRef, Lit, Program, Var, live_equations
-from .trace import RULES, Env, Promote, Rule, Tracer, Value, new_tracer
+from .program import ConstRef, Lit, Recording, Var, live_equations
+from .runtime import dtype_device
+from .signatures import split_shapes
+from .trace import RULES, Env, Rule, Tracer, Value, new_tracer
 
 
 class Notes:
@@ -132,24 +135,21 @@ def _bind(fn_or_model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     return compiled, bind_arguments(compiled, compiled.names, args, kwargs)
 
 
-def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Program, Tracer, Notes]:
-    dtype = result_dtype(values)
-    device = values[0].device if values else torch.device("cpu")
-    for _ in range(8):
+def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Recording, Tracer, Notes]:
+    dtype, device = dtype_device(values)
+    options = attrs.evolve(compiled.options, check_domain=False)  # the interpreter runs no domain checks
+
+    def trace() -> tuple[Recording, Tracer, Notes]:
         notes = Notes()
-        options = attrs.evolve(compiled.options, check_domain=False)  # the interpreter runs no domain checks
         tracer = new_tracer(compiled.ir, options, abstract=False, dtype=dtype, device=device,
                             modules=compiled.modules, rules=notes.rules())
-        pshapes = compiled.split_shapes(values)
+        pshapes = split_shapes(compiled.inputs, values)
         inputs = {n: tracer.new_input(tuple(pshapes[n])) for n in compiled.names}
-        try:
-            return tracer.run(inputs), tracer, notes
-        except Promote as p:  # pragma: no cover - program_for settled the ranks already
-            compiled.promote(p)
-    raise CallError("could not settle the per-example ranks of the inputs")  # pragma: no cover
+        return tracer.run(inputs), tracer, notes
+    return compiled.inputs.settle(trace)  # program_for settled the ranks already: one trace
 
 
-def _value(interp: Interpreter, v: Any, program: Program) -> torch.Tensor:
+def _value(interp: Interpreter, v: Any, program: Recording) -> torch.Tensor:
     if isinstance(v, Var):
         out = interp.values[v.id]
     elif isinstance(v, ConstRef):
@@ -161,7 +161,7 @@ def _value(interp: Interpreter, v: Any, program: Program) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else torch.as_tensor(out, dtype=program.dtype)
 
 
-def _batch_shape(program: Program, values: list[torch.Tensor]) -> torch.Size:
+def _batch_shape(program: Recording, values: list[torch.Tensor]) -> torch.Size:
     return torch.broadcast_shapes(*(x.shape[: x.dim() - v.rank] for x, v in zip(values, program.inputs)))
 
 

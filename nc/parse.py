@@ -18,7 +18,7 @@ from .suggest import FOREIGN_NAMES
 
 
 def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = (),
-          externals: Sequence[str] = ()) -> ir.Program:
+          externals: Sequence[str] = ()) -> ir.SourceProgram:
     """Read and parse a program.
 
     Top-level constants named in ``promote`` become inputs; names in ``externals`` are learned
@@ -29,7 +29,7 @@ def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] =
     return parse_program(parser, read(source))
 
 
-def parse_program(p: Parser, forms: list[Form]) -> ir.Program:
+def parse_program(p: Parser, forms: list[Form]) -> ir.SourceProgram:
     if not forms:
         raise SyntaxFormError("the program is empty: it needs a result expression",
                               span_at(p, 0), hint="write an expression such as (* k x)")
@@ -45,7 +45,7 @@ def parse_program(p: Parser, forms: list[Form]) -> ir.Program:
     body, lambda_params = parse_result(p, result)
     inputs, spans = find_inputs(p, lambda_params)
     used = tuple(n for n in p.constants if n in p.reachable and n not in p.promote)
-    return ir.Program(constants=tuple(p.constants.values()), functions=tuple(p.functions.values()),
+    return ir.SourceProgram(constants=tuple(p.constants.values()), functions=tuple(p.functions.values()),
                       result=body, inputs=inputs, input_spans=spans, used_constants=used,
                       source_text=p.source.text)
 

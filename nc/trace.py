@@ -1,4 +1,4 @@
-"""The tracer: interprets the IR once, with symbolic values, into a recorded `Program`.
+"""The tracer: interprets the IR once, with symbolic values, into a `Recording`.
 
 Values are either *concrete* (float64 tensors on the CPU, known while tracing: literals,
 loop counters, ``(eye 3)``) or *traced* (`Var`, known only by per-example shape). Operations
@@ -85,7 +85,7 @@ def limits() -> Limits:
                   memo_elements=MEMO_ELEMENTS)
 
 
-def new_tracer(program: ir.Program, options: CompileOptions, *, abstract: bool, dtype: torch.dtype,
+def new_tracer(program: ir.SourceProgram, options: CompileOptions, *, abstract: bool, dtype: torch.dtype,
                device: torch.device, modules: Mapping[str, nn.Module] | None = None,
                rules: Mapping[type, Rule] = RULES) -> Tracer:
     """A tracer for one signature of ``program`` (``rules`` may extend `RULES`, as `nc.intermediates` does)."""
@@ -93,7 +93,7 @@ def new_tracer(program: ir.Program, options: CompileOptions, *, abstract: bool, 
                   limits=limits(), modules=modules)
 
 
-def constant_value(program: ir.Program, name: str) -> Value | None:
+def constant_value(program: ir.SourceProgram, name: str) -> Value | None:
     """The value of the top-level constant ``name`` of ``program`` if it is known without inputs, else None.
 
     Inputs are traced as scalars; a constant that depends on them is a traced value (not a

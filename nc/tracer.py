@@ -25,7 +25,7 @@ from .domains import rule_for
 from .errors import LimitError, NCTypeError, ShapeError, Span
 from .options import CompileOptions
 from .primitives import Primitive, evaluator, format_code
-from .program import Program, Promo, Var, join_promo, live_equations
+from .program import Promo, Recording, Var, join_promo, live_equations
 from .values import F64, Env, Promote, SizeDependent, Value, is_concrete, pshape_of
 
 Rule = Callable[["Tracer", Any, Env], Value]
@@ -44,7 +44,7 @@ class Target:
 class Tracer:
     """Records one program for one signature (input per-example shapes, dtype, device)."""
 
-    def __init__(self, program: ir.Program, options: CompileOptions, target: Target, *,
+    def __init__(self, program: ir.SourceProgram, options: CompileOptions, target: Target, *,
                  rules: Mapping[type, Rule], limits: Limits, modules: Mapping[str, nn.Module] | None = None) -> None:
         self.ir = program
         self.functions = {f.key: f for f in program.functions}
@@ -68,15 +68,15 @@ class Tracer:
         """A traced input of per-example shape ``pshape`` (before `run`)."""
         return self.build.new_var(pshape, promo=promo)
 
-    def run(self, inputs: dict[str, Var]) -> Program:
-        """Trace the whole program on ``inputs`` into a `Program`."""
+    def run(self, inputs: dict[str, Var]) -> Recording:
+        """Trace the whole program on ``inputs`` into a `Recording`."""
         self.inputs = dict(inputs)
         for name in self.ir.used_constants:  # in source order: a long chain of definitions needs no deep recursion
             self.expr(ir.Global(name=name, span=self.constants_ir[name].span), Env())
         output = self.build.atom(self.expr(self.ir.result, Env()))
         needed = {output.id} if isinstance(output, Var) else set()
         eqns = live_equations(self.build.top_eqns, needed)
-        return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
+        return Recording(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
                        output=output, constants=self.build.constants, dtype=self.dtype, device=self.device,
                        domain_sites=self.domain_sites, externals=[self.modules[n] for n in self.modules_used])
 

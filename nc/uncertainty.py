@@ -25,7 +25,7 @@ says why).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -67,9 +67,9 @@ def learned_ids(model: nn.Module) -> set[int]:
     """The ids of the parameters of learned components (``learned`` submodules of nc modules)."""
     out: set[int] = set()
     for m in model.modules():
-        learned = getattr(m, "learned", None)
-        if isinstance(learned, nn.ModuleDict):
-            out |= {id(p) for p in learned.parameters()}
+        learned = getattr(m, "learned", None)  # NcModule: a read-only mapping name -> module
+        if isinstance(learned, Mapping):
+            out |= {id(p) for sub in learned.values() if isinstance(sub, nn.Module) for p in sub.parameters()}
     return out
 
 
