@@ -9,10 +9,13 @@ from typing import Any, Protocol
 import torch
 
 from .binding import bind_arguments
-from .compiled import Compiled, ShapeSpec, deep_recursion
+from .compiled import Compiled, deep_recursion
+from .learned import check_modules
+from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .program import Program
+from .runtime import without_tracing
 
-DEFAULT_MAX_ITER = 1000
+__all__ = ["DEFAULT_MAX_ITER", "CompiledFunction", "compile_fn", "make_program"]
 
 
 class CompiledFunction(Protocol):
@@ -63,9 +66,10 @@ def program_of(compiled: Compiled, *args: Any, **kwargs: Any) -> Program:
         if compiled.generic_program is not None:
             return compiled.generic_program
         shapes = {n: compiled.declared.get(n, (None,) * compiled.ranks[n]) for n in compiled.names}
-        args = tuple(torch.zeros(tuple(3 if d is None else d for d in shapes[n])) for n in compiled.names)
+        # Values are never read while tracing: empty tensors cost no memory until touched.
+        args = tuple(torch.empty(tuple(3 if d is None else d for d in shapes[n])) for n in compiled.names)
     values = bind_arguments(compiled, compiled.names, args, kwargs)
-    with deep_recursion():
+    with deep_recursion(), without_tracing():
         return compiled.program_for(values)
 
 
@@ -85,9 +89,12 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
 
     Args:
         src: the program text (LANGUAGE.md).
-        shapes: per-example shapes of inputs, e.g. ``{"r": (3,), "M": (3, 3)}``; ``None`` for a
-            size left open. Inputs not named get their rank from the program, else 0.
-        max_iter: the most iterations of a loop whose exit depends on the inputs.
+        shapes: per-example shapes of inputs, a dict such as ``{"r": (3,), "M": (3, 3)}``: each
+            a tuple of non-negative ints, ``None`` for a size left open, at most
+            ``nc.options.MAX_RANK`` axes and ``nc.options.MAX_DECLARED_ELEMENTS`` elements.
+            Inputs not named get their rank from the program, else 0.
+        max_iter: the most iterations of a loop whose exit depends on the inputs, an int from 1
+            to ``nc.options.MAX_MAX_ITER`` (1,000,000).
         name: the file name shown in error messages.
         check_domain: raise `nc.DomainError` when an input leaves a primitive's domain (sqrt of
             a negative, log of a non-positive, division by zero, ...), except where an enclosing
@@ -98,12 +105,12 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
 
     Raises:
         nc.NCError: for any error in the program, with line and column.
+        nc.CallError: for a bad option (see `nc.options.CompileOptions`).
     """
-    from .learned import check_modules
-
     modules, module_shapes = check_modules(modules, module_shapes)  # CallError naming a bad key
-    return function_for(Compiled(src, shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
-                                 modules=modules, module_shapes=module_shapes))
+    options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
+                             module_shapes=module_shapes)
+    return function_for(Compiled(src, modules=modules, options=options))
 
 
 def make_program(src: str, *args: Any, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,

@@ -13,6 +13,10 @@ from .trace import F64, Env, Tracer, Value
 def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     prim = TABLE[node.prim]
     n_dynamic = prim.dynamic if prim.dynamic is not None else len(node.args) - len(prim.static)
+    if prim.literal_vector and all(isinstance(a, ir.Const) for a in node.args):
+        # A literal vector [1 2 3 ...] is one constant, made at the cost of its elements only.
+        tr.spend(len(node.args), node.span)
+        return torch.tensor([a.value for a in node.args], dtype=F64)  # type: ignore[attr-defined]
     args = [tr.expr(a, env) for a in node.args[:n_dynamic]]
     statics = [tr.constant_int(tr.expr(a, env), f"the {name} argument of {prim.name}", a.span)
                for a, name in zip(node.args[n_dynamic:], prim.static)]

@@ -8,11 +8,11 @@ generated function.
 
 from __future__ import annotations
 
-import gc
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -20,41 +20,41 @@ import torch
 from . import ir
 from .errors import CallError, LimitError, NCError, ShapeError, Span
 from .lower import Lowered, lower
+from .options import MAX_RANK, CompileOptions, ShapeSpec
 from .parse import parse
 from .program import Program, Promo, Var
+from .runtime import tracing_active, without_tracing
 from .shapes import Shape, show
 from .trace import Promote, SizeDependent, Tracer
 
 RECURSION_LIMIT = 20_000
-MAX_RANK = 8
 MAX_RETRACE = 64
 
-ShapeSpec = Mapping[str, Sequence[int | None] | None]
+MAX_SIGNATURES = 64
+"""Most per-signature functions one compiled program keeps (least recently used dropped). A
+signature is the per-example shapes, dtypes and devices of the inputs: batch axes are not part
+of it, so calls with any number of batch sizes share one entry."""
+
+# nc's tree walks recurse as deep as a program nests (bounded by the reader's MAX_DEPTH and
+# MAX_CALL_DEPTH, a few frames per level). The limit is raised once, here, and never lowered:
+# saving and restoring it around each compile raced between threads (a thread lowered it while
+# another was deep inside a compile, which overflowed or raised spurious errors).
+if sys.getrecursionlimit() < RECURSION_LIMIT:
+    sys.setrecursionlimit(RECURSION_LIMIT)
 
 
 @contextmanager
 def deep_recursion() -> Iterator[None]:
-    """Room for nc's tree walks (their depth is bounded by the reader's nesting limit), and the
-    cyclic garbage collector paused: compiling makes many small objects and no cycles worth
-    collecting, and collections triggered by the allocations made compile time grow faster than
-    linearly with the program's size (about half the time at 10,000 operations)."""
-    old = sys.getrecursionlimit()
-    collecting = gc.isenabled()
-    if old < RECURSION_LIMIT:
-        sys.setrecursionlimit(RECURSION_LIMIT)
-    if collecting:
-        gc.disable()
+    """Report Python's recursion limit, should a tree walk still reach it, as a `LimitError`.
+
+    It changes no process-wide state (recursion limit, garbage collector), so compiles in
+    several threads at once do not interfere."""
     try:
         yield
     except RecursionError:
         raise LimitError("the program nests definitions, calls or expressions too deeply to compile",
                          hint="nc follows each definition and function call into its body; chains of "
                               "thousands of them are beyond its limit: merge some, or use loops") from None
-    finally:
-        if old < RECURSION_LIMIT:
-            sys.setrecursionlimit(old)
-        if collecting:
-            gc.enable()
 
 
 class Compiled:
@@ -63,36 +63,39 @@ class Compiled:
     def __init__(self, source: str, *, shapes: ShapeSpec | None = None, max_iter: int = 1000,
                  name: str = "<program>", promote: Sequence[str] = (), fixed: Mapping[str, Shape] | None = None,
                  check_domain: bool = False, modules: Mapping[str, Any] | None = None,
-                 module_shapes: Mapping[str, Sequence[int]] | None = None):
+                 module_shapes: Mapping[str, Sequence[int]] | None = None,
+                 options: CompileOptions | None = None):
         if not isinstance(source, str):
             raise CallError(f"a program is a string of nc source, got {type(source).__name__}")
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise CallError(f"max_iter must be a positive integer, got {max_iter!r}")
+        if options is None:
+            options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
+                                     module_shapes=module_shapes)
+        self.options = options
         with deep_recursion():
-            self.ir: ir.Program = parse(source, name=name, promote=promote, externals=tuple(modules or ()))
+            self.ir: ir.Program = parse(source, name=options.name, promote=promote, externals=tuple(modules or ()))
         self.modules = dict(modules or {})
-        self.module_shapes = {k: tuple(v) for k, v in (module_shapes or {}).items()}
+        self.module_shapes = {k: v for k, v in options.module_shapes.items() if v is not None}
         self.names: tuple[str, ...] = self.ir.inputs
         self.spans: dict[str, Span | None] = dict(zip(self.ir.inputs, self.ir.input_spans))  # type: ignore[arg-type]
-        self.max_iter = max_iter
-        self.check_domain = bool(check_domain)
-        self.declared: dict[str, Shape] = {**self.check_shapes(shapes), **(fixed or {})}
+        self.max_iter = options.max_iter
+        self.check_domain = options.check_domain
+        self.declared: dict[str, Shape] = {**self.check_shapes(options.declared()), **(fixed or {})}
         self.ranks: dict[str, int] = {n: len(self.declared.get(n, ())) for n in self.names}
-        self.cache: dict[tuple[Any, ...], Lowered] = {}
-        self.programs: dict[tuple[Any, ...], Program] = {}
+        # Per-signature functions, least recently used first (bounded by MAX_SIGNATURES).
+        self.cache: OrderedDict[tuple[Any, ...], Lowered] = OrderedDict()
         self.casts: dict[tuple[Any, ...], torch.dtype] = {}
+        self.lock = threading.Lock()
         self.generic_program: Program | None = None  # serves every call when sizes do not matter
         self.generic: Lowered | None = None  # the lowered generic_program (dtype and device from the inputs)
-        with deep_recursion():
+        with deep_recursion(), without_tracing():
             self.infer_ranks()
             if self.generic_program is not None:
                 # Lowered now, not at the first call, so that torch.compile traces calls straight through.
                 self.generic = lower(self.generic_program, generic=True)
                 self.generic.namespace["SLOW"] = self.call_checked
 
-    def check_shapes(self, shapes: ShapeSpec | None) -> dict[str, Shape]:
-        out: dict[str, Shape] = {}
-        for name, shape in (shapes or {}).items():
+    def check_shapes(self, shapes: Mapping[str, Shape]) -> dict[str, Shape]:
+        for name in shapes:
             if name not in self.names:
                 from .suggest import closest
 
@@ -100,17 +103,7 @@ class Compiled:
                 raise CallError(f"shapes= names '{name}', which is not an input of this program "
                                 f"(inputs: {', '.join(self.names) or 'none'})",
                                 hint=f"did you mean '{near[0]}'?" if near else None)
-            if shape is None:
-                continue
-            try:
-                dims = tuple(None if d is None else int(d) for d in shape)
-            except (TypeError, ValueError):
-                raise CallError(f"shapes['{name}'] must be a tuple of sizes (None for an open size), "
-                                f"got {shape!r}") from None
-            if any(d is not None and d < 0 for d in dims):
-                raise CallError(f"shapes['{name}'] has a negative size: {shape!r}")
-            out[name] = dims
-        return out
+        return dict(shapes)
 
     # ---- ranks ---------------------------------------------------------------------------------
     def infer_ranks(self) -> None:
@@ -160,30 +153,69 @@ class Compiled:
         given = [a for a in args if a is not MISSING]
         return self.run(bind_arguments(self, self.names, given, kwargs))
 
+    def signature(self, values: Sequence[torch.Tensor]) -> tuple[Any, ...] | None:
+        """The cache key of a call: per-example shapes, dtypes and devices (no batch axes), or
+        None when an input has too few axes (the checked build explains)."""
+        key = []
+        for n, v in zip(self.names, values):
+            rank = self.ranks[n]
+            if v.dim() < rank:
+                return None
+            key.append((tuple(v.shape[v.dim() - rank:]), v.dtype, v.device))
+        return tuple(key)
+
     def run(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
-        key = tuple((v.shape, v.dtype, v.device) for v in values)
-        entry = self.cache.get(key)
+        key = self.signature(values)
+        entry, cast = None, None
+        if key is not None:
+            with self.lock:
+                entry = self.cache.get(key)
+                if entry is not None:
+                    self.cache.move_to_end(key)
+                    cast = self.casts.get(key)
         if entry is None:
-            entry = self.build(values, key)
-        cast = self.casts.get(key)
+            entry, cast = self.build(values)
+        else:
+            self.check_batch(values)
         if cast is not None:  # mixed input dtypes: linear algebra does not promote, so promote first
             values = [v.to(cast) for v in values]
         try:
             return entry.fn(*values)
         except NCError:
             raise
-        except (RuntimeError, IndexError, ValueError) as e:
-            raise self.runtime_error(e, entry) from e
+        except Exception as e:  # noqa: BLE001 - any failure inside generated code is reported at its primitive
+            raise self.runtime_error(e, entry, values) from e
 
-    def build(self, values: Sequence[torch.Tensor], key: tuple[Any, ...]) -> Lowered:
-        with deep_recursion():
+    def check_batch(self, values: Sequence[torch.Tensor]) -> None:
+        """Batch axes must broadcast (a cached signature says nothing about them)."""
+        try:
+            torch.broadcast_shapes(*(v.shape[: v.dim() - self.ranks[n]] for n, v in zip(self.names, values)))
+        except RuntimeError:
+            self.split_shapes(values)  # raises the CallError that names them
+            raise CallError("the batch axes of the inputs do not broadcast") from None
+
+    def build(self, values: Sequence[torch.Tensor]) -> tuple[Lowered, torch.dtype | None]:
+        """Trace and lower for the signature of ``values``, and cache the result.
+
+        Under a tracer (FakeTensor mode, torch.compile, make_fx) the build runs with the tracer's
+        modes switched off, so that its constants are real tensors, and is not cached: nothing a
+        tracer does may change what later eager calls get.
+        """
+        tracing = tracing_active()
+        with deep_recursion(), without_tracing():
             program = self.program_for(values)
             entry = lower(program)
-        self.cache[key] = entry
-        self.programs[key] = program
-        if len({v.dtype for v in values}) > 1:
-            self.casts[key] = program.dtype
-        return entry
+        cast = program.dtype if len({v.dtype for v in values}) > 1 else None
+        key = self.signature(values)  # after program_for: a retrace may have raised some ranks
+        if key is not None and not tracing:
+            with self.lock:
+                self.cache[key] = entry
+                if cast is not None:
+                    self.casts[key] = cast
+                while len(self.cache) > MAX_SIGNATURES:
+                    old, _ = self.cache.popitem(last=False)
+                    self.casts.pop(old, None)
+        return entry, cast
 
     def program_for(self, values: Sequence[torch.Tensor]) -> Program:
         dtype = result_dtype(values)
@@ -232,13 +264,11 @@ class Compiled:
         kind = {1: "a vector", 2: "a matrix"}.get(rank, f"rank {rank}")
         return f"the program uses '{name}' as {kind}"
 
-    def runtime_error(self, e: BaseException, entry: Lowered) -> NCError:
-        span = None
-        tb: TracebackType | None = e.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.startswith("<nc-generated"):
-                span = entry.line_spans.get(tb.tb_lineno, span)
-            tb = tb.tb_next
+    def runtime_error(self, e: BaseException, entry: Lowered, values: Sequence[torch.Tensor]) -> NCError:
+        """An error raised inside generated code, at the span of the primitive that failed."""
+        from .lower import locate_failure
+
+        span = locate_failure(e, entry, values)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return ShapeError(f"this operation failed when the program ran: {first}", span)
 

@@ -157,12 +157,13 @@ def learned_dtype_error(e: BaseException, modules: Mapping[str, nn.Module], span
                      f"{text.splitlines()[0]}", span, hint=DTYPE_ADVICE)
 
 
-def span_in(e: BaseException, line_spans: Mapping[int, Span]) -> Span | None:
-    """The span of the generated line where ``e`` was raised (the innermost one)."""
+def span_in(e: BaseException, line_spans: Mapping[int, tuple[Span, ...]]) -> Span | None:
+    """The span of the statement on the generated line where ``e`` was raised (the innermost one)."""
     span = None
     tb: TracebackType | None = e.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename.startswith("<nc-generated"):
-            span = line_spans.get(tb.tb_lineno, span)
+            spans = line_spans.get(tb.tb_lineno)
+            span = spans[-1] if spans else span
         tb = tb.tb_next
     return span

@@ -8,16 +8,18 @@ comment in a program cannot inject code. Dead equations are dropped first; that 
 
 from __future__ import annotations
 
+import itertools
 import linecache
 import re
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import torch
 
 from . import runtime
-from .errors import NCError
+from .errors import NCError, Span
 from .primitives import format_code
 from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations, region_uses
 
@@ -26,8 +28,10 @@ from .program import Atom, ConstRef, Eqn, Lit, Program, Var, live_equations, reg
 class Lowered:
     fn: Callable[..., torch.Tensor]
     source: str
-    line_spans: dict[int, Any]  # generated line number -> span of the equation written there
+    line_spans: dict[int, tuple[Span, ...]]  # generated line -> spans of the equations written there
     namespace: dict[str, Any]  # the generated code's globals (the owner sets SLOW for an entry)
+    program: Program | None = None  # what was lowered (relowered one equation a line to locate a failure)
+    inline: bool = True
 
 
 MISSING = object()
@@ -46,29 +50,38 @@ class CodeWriter:
     at large N where hand-written code has them. Same operations, same order of each: same bits.
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, inline: bool = True) -> None:
         self.program = program
+        self.inline = inline
         self.lines: list[str] = []
-        self.spans: dict[int, Any] = {}
+        self.spans: dict[int, tuple[Any, ...]] = {}
         self.bodies = 0
-        self.pending: dict[int, tuple[str, int]] = {}  # var id -> (expression, nesting depth)
+        # var id -> (expression, nesting depth, spans of the equations written into it)
+        self.pending: dict[int, tuple[str, int, tuple[Any, ...]]] = {}
+        self.consumed: list[Any] = []  # spans of the inlined expressions taken by the statement being written
 
     def atom(self, a: Atom) -> str:
         if isinstance(a, Var):
             inlined = self.pending.pop(a.id, None)
-            return f"v{a.id}" if inlined is None else f"({inlined[0]})"
+            if inlined is None:
+                return f"v{a.id}"
+            self.consumed.extend(inlined[2])
+            return f"({inlined[0]})"
         if isinstance(a, Lit):
             return repr(a.value) if a.value == a.value and abs(a.value) != float("inf") else f"float('{a.value}')"
         return f"c{a.index}"
 
     def emit(self, indent: str, text: str, span: Any = None) -> None:
+        """Write one line; it is mapped to ``span`` and the spans of the expressions inlined in it."""
         self.lines.append(indent + text)
-        if span is not None:
-            self.spans[len(self.lines) + 1] = span  # +1: the def line precedes the body
+        spans = tuple(dict.fromkeys(x for x in (*self.consumed, span) if x is not None))
+        self.consumed = []
+        if spans:
+            self.spans[len(self.lines) + 1] = spans  # +1: the def line precedes the body
 
     def equations(self, eqns: list[Eqn], indent: str, keep: set[int] | None = None,
                   result: int | None = None) -> None:
-        inline = inlinable(eqns, keep or set(), result)
+        inline = inlinable(eqns, keep or set(), result) if self.inline else set()
         for e in eqns:
             if e.region is not None:
                 self.loop(e, indent)
@@ -78,7 +91,9 @@ class CodeWriter:
             args = [self.atom(a) for a in e.args]
             expr = format_code(e.code, args, {**e.params, "dt": "DT"})
             if e.out.id in inline and depth <= MAX_INLINE_DEPTH:
-                self.pending[e.out.id] = (expr, depth)
+                spans = (*self.consumed, e.span) if e.span is not None else tuple(self.consumed)
+                self.consumed = []
+                self.pending[e.out.id] = (expr, depth, spans)
             else:
                 self.emit(indent, f"v{e.out.id} = {expr}", e.span)
 
@@ -117,19 +132,22 @@ def inlinable(eqns: list[Eqn], keep: set[int], result: int | None = None) -> set
     return {e.out.id for e in eqns if e.region is None and not e.params.get("effect") and uses.get(e.out.id) == 1}
 
 
-def lower(program: Program, *, generic: bool = False) -> Lowered:
+_names = itertools.count()
+
+
+def lower(program: Program, *, generic: bool = False, inline: bool = True) -> Lowered:
     """Compile ``program`` to a Python function of its inputs (in order).
 
     A *generic* function takes its dtype and device from the inputs at every call (constants
     come from a per-dtype cache), so one function serves every signature with the same ranks;
     it first checks each input's rank and raises `RankMismatch` if one is too small.
     """
-    w = CodeWriter(program)
+    w = CodeWriter(program, inline)
     out = program.output
     needed = {out.id} if isinstance(out, Var) else set()
     eqns = live_equations(program.eqns, needed)
     w.equations(eqns, "    ", result=out.id if isinstance(out, Var) else None)
-    result = w.atom(out)
+    result = w.atom(out)  # an inlined result brings its spans to the return line
     used = needed & {v.id for v in program.inputs}
     if not isinstance(out, Var) or len(used) < len(program.inputs):
         # The result does not depend on every input: give it their batch axes, as vmap would.
@@ -150,12 +168,47 @@ def lower(program: Program, *, generic: bool = False) -> Lowered:
     w.spans = {k + shift: v for k, v in w.spans.items()}  # keep the line -> span map right
     source = "".join(line + "\n" for line in head) + body
     namespace = globals_for(program, generic)
-    filename = f"<nc-generated-{id(w)}>"
+    filename = f"<nc-generated-{next(_names)}>"  # a counter: unique for the process's lifetime
     code = compile(source, filename, "exec")
-    # Registered so that tracebacks and inspect can show the generated lines.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(code, namespace)  # noqa: S102 - source built above from nc's own templates and names
-    return Lowered(namespace["nc_program"], source, w.spans, namespace)
+    fn = namespace["nc_program"]
+    # Registered so that tracebacks and inspect can show the generated lines, and released with
+    # the function (linecache would otherwise keep every program's source forever).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    weakref.finalize(fn, linecache.cache.pop, filename, None)
+    return Lowered(fn, source, w.spans, namespace, program if not generic else None, inline)
+
+
+def locate_failure(e: BaseException, entry: Lowered, values: Sequence[torch.Tensor]) -> Any:
+    """The span of the primitive whose operation raised ``e`` inside ``entry``'s generated code.
+
+    The innermost generated line in the traceback names the statement; when that statement
+    holds several inlined primitives, the program is lowered again with one equation per line
+    and run on the same inputs (without gradients), whose failing line names exactly one.
+    """
+    spans = failing_spans(e, entry)
+    if len(spans) <= 1 or not entry.inline or entry.program is None:
+        return spans[-1] if spans else None
+    plain = lower(entry.program, inline=False)
+    try:
+        with torch.no_grad():
+            plain.fn(*values)
+    except Exception as again:  # noqa: BLE001 - the same failure, now on a line of its own
+        exact = failing_spans(again, plain)
+        if len(exact) == 1:
+            return exact[0]
+    return spans[-1]  # not reproduced: the statement's outermost primitive
+
+
+def failing_spans(e: BaseException, entry: Lowered) -> tuple[Any, ...]:
+    """Spans of the innermost generated line in ``e``'s traceback."""
+    spans: tuple[Any, ...] = ()
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<nc-generated"):
+            spans = entry.line_spans.get(tb.tb_lineno, spans)
+        tb = tb.tb_next
+    return spans
 
 
 def entry_function(params: list[str], prologue: list[str], lines: list[str]) -> tuple[list[str], str]:

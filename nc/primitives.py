@@ -24,6 +24,7 @@ exclusion list); ``tests/test_table_coverage.py`` names whatever is missing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -87,6 +88,7 @@ class Primitive:
     dynamic: int | None = None  # leading traced arguments when fewer than all but `static` (ref: 1)
     ranks_by_arity: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # `ranks` by the call's arity
     hook: Hook | None = None  # traces the call itself instead of recording `code` (vlen)
+    literal_vector: bool = False  # a call on literals only is one constant vector, built directly (vec)
     # The result keeps the arguments' promotion: an undeclared input used through this row is
     # retraced at a higher rank where the row needs one (elementwise rows and aligned ones).
     promotes: bool = attrs.field(default=attrs.Factory(lambda self: self.align, takes_self=True))
@@ -277,7 +279,7 @@ row(name="negative?", arity=(1, 1), family="logic", code="({0} < 0).to({dt})", d
 
 # ---- vectors (last axis) ----------------------------------------------------------------------
 row(name="vec", arity=(1, None), family="vector", code="_rt.stack_last({*})", shape=sh.stack_scalars,
-    scalar_args=True, doc="stack scalars into a vector; [a b c]")
+    scalar_args=True, literal_vector=True, doc="stack scalars into a vector; [a b c]")
 row(name="ref", arity=(2, 3), family="vector", code=_ref_code, shape=sh.ref, ranks=(1,), static=("i", "j"),
     dynamic=1, ranks_by_arity={3: (2,)}, aliases=("vector-ref",), doc="(ref v i): element i (row i of a matrix); (ref m i j): one element")
 row(name="dot", arity=(2, 2), family="vector", code="({0} * {1}).sum(-1)", shape=sh.dot, ranks=(1, 1),
@@ -296,8 +298,8 @@ row(name="normalize", arity=(1, 1), family="vector",
 for _name, _code, _doc in (("vsum", "{0}.sum(-1)", "sum"), ("vmean", "{0}.mean(-1)", "mean"),
                            ("vmin", "{0}.amin(-1)", "minimum"), ("vmax", "{0}.amax(-1)", "maximum"),
                            ("vprod", "{0}.prod(-1)", "product")):
-    row(name=_name, arity=(1, 1), family="reduction", code=_code, shape=sh.vector_reduce, ranks=(1,),
-        doc=f"{_doc} over the last axis")
+    row(name=_name, arity=(1, 1), family="reduction", code=_code, ranks=(1,), doc=f"{_doc} over the last axis",
+        shape=sh.nonempty_reduce if _name in ("vmin", "vmax") else sh.vector_reduce)
 row(name="scale", arity=(2, 2), family="vector", code="{0} * {1}", shape=_scale_shape, ranks=(0, 1),
     align=True, py_scalars=True, doc="scalar times vector or matrix")
 row(name="vlen", arity=(1, 1), family="vector", code="", shape=sh.vector_reduce, ranks=(1,), hook=_trace_vlen,
@@ -388,21 +390,35 @@ def lookup(name: str) -> Primitive | None:
     return prim if prim is not None and prim.public else None
 
 
-_FOLDERS: dict[str, Callable[..., Any]] = {}
 _FOLD_ENV = {"torch": torch, "_rt": runtime}
+
+MAX_FOLDERS = 1024
+"""Most folding functions kept (least recently used dropped): static parameters such as
+``(roll v k)``'s ``k`` are part of a template, so the set of templates grows with programs."""
 
 
 def evaluator(code: str, nargs: int) -> Callable[..., Any]:
-    """A Python function of ``nargs`` tensors computing a formatted template (cached)."""
-    key = f"{nargs}:{code}"
-    fn = _FOLDERS.get(key)
-    if fn is None:
+    """A Python function of ``nargs`` tensors computing a formatted template (cached, bounded).
+
+    A template of all its arguments (``{*}``, as ``vec`` and ``concat``) is made variadic, so
+    its function does not depend on how many arguments a call has.
+    """
+    if "{*}" in code and "{0}" not in code:
+        return _evaluator(code, -1)
+    return _evaluator(code, nargs)
+
+
+@functools.lru_cache(maxsize=MAX_FOLDERS)
+def _evaluator(code: str, nargs: int) -> Callable[..., Any]:
+    if nargs < 0:
+        body = code.replace("{*}", "*_a").format(dt="_dt")
+        params = "*_a"
+    else:
         names = [f"a{k}" for k in range(nargs)]
         body = format_code(code, names, {"dt": "_dt"})
-        # The template text is nc's own (see the table above); no program text is ever formatted in.
-        fn = eval(f"lambda _dt, {', '.join(names)}: {body}", dict(_FOLD_ENV))  # noqa: S307
-        _FOLDERS[key] = fn
-    return fn
+        params = ", ".join(names)
+    # The template text is nc's own (see the table above); no program text is ever formatted in.
+    return eval(f"lambda _dt, {params}: {body}", dict(_FOLD_ENV))  # type: ignore[no-any-return]  # noqa: S307
 
 
 def format_code(code: str, args: list[str], params: dict[str, Any]) -> str:

@@ -6,10 +6,37 @@ except the early exit of `masked_loop`, which is taken only when no transform is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch._C._functorch import is_functorch_wrapped_tensor
+from torch.utils._python_dispatch import _disable_current_modes
+
+_INFRA_MODES = tuple(getattr(torch._C._TorchDispatchModeKey, k) for k in ("FAKE", "PROXY", "FUNCTIONAL")
+                     if hasattr(torch._C._TorchDispatchModeKey, k))
+
+
+def tracing_active() -> bool:
+    """Whether a tracer is running: torch.compile (dynamo), or a dispatch mode such as
+    FakeTensorMode or make_fx's proxy mode (torch.export). Tensors made now may be fake or
+    symbolic, so nothing made now may be cached for later calls."""
+    if torch.compiler.is_compiling():
+        return True
+    if torch._C._len_torch_dispatch_stack() > 0:
+        return True
+    return any(torch._C._get_dispatch_mode(k) is not None for k in _INFRA_MODES)
+
+
+@contextlib.contextmanager
+def without_tracing() -> Iterator[None]:
+    """Run nc's own compile-time work (tracing the program, folding constants) on real tensors,
+    even when called under a dispatch-mode tracer."""
+    if torch.compiler.is_compiling() or not tracing_active():
+        yield
+        return
+    with _disable_current_modes():
+        yield
 
 
 class RankMismatch(Exception):
@@ -39,7 +66,8 @@ class ConstantCache:
         if hit is None:
             hit = tuple(c.to(device) if c.dtype == torch.bool else c.to(dtype=dtype, device=device)
                         for c in self.constants)
-            self.made[(dtype, device)] = hit
+            if not tracing_active():  # a tracer's tensors (fake, symbolic) must not serve later calls
+                self.made[(dtype, device)] = hit
         return hit
 
 

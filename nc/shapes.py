@@ -61,6 +61,14 @@ def vector_reduce(v: Shape, **_: Any) -> Shape:
     return v[:-1]
 
 
+def nonempty_reduce(v: Shape, **_: Any) -> Shape:
+    """A reduction with no identity (vmin, vmax): the last axis must not be empty."""
+    need_rank(v, 1, "this reduction")
+    if v[-1] == 0:
+        raise ShapeMismatch("has no value for an empty vector (the last axis has size 0)")
+    return v[:-1]
+
+
 def vector_same(v: Shape, *rest: Shape, **_: Any) -> Shape:
     need_rank(v, 1, "this operation")
     return broadcast(v, *rest)

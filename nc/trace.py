@@ -41,6 +41,17 @@ MAX_CALL_DEPTH = 1000
 MAX_RECURSION = 200
 """Deepest static (constant-argument) recursion of a function that is not a tail loop."""
 
+MAX_WORK = 1_000_000
+"""Most units of work one trace may do: each primitive applied (folded on constants or
+recorded), each function call inlined and each literal vector element counts one. Bounds the
+compile time of programs whose tracing blows up (calls that fan out, deep static recursion)."""
+
+MAX_STATIC_INT = 2**53
+"""Largest compile-time integer argument (ref indices, roll shifts, sizes, step counts)."""
+
+MEMO_ELEMENTS = 64
+"""Calls whose constant arguments have at most this many elements in all are memoised."""
+
 F64 = torch.float64
 
 
@@ -114,6 +125,21 @@ class Tracer(Branches):
         self.externals_used: list[str] = []
         self.domain_sites: list[tuple[str, int, Span | None]] = []
         self.path_masks: dict[tuple[int, int], Var] = {}
+        self.work = 0
+        self.top_env = Env()  # the closure of every top-level function (one object: memo keys use its id)
+        # Finished calls: (function, closure, context, equation list, arguments) -> result. A
+        # function is pure, so the same call in the same place gives the same value; this keeps
+        # fan-out such as (+ (f a) (f a)) linear instead of doubling per level.
+        self.memo: dict[tuple[Any, ...], tuple[Value, Any]] = {}
+
+    def spend(self, units: int, span: Span | None) -> None:
+        """Count ``units`` of tracing work against `MAX_WORK`."""
+        self.work += units
+        if self.work > MAX_WORK:
+            raise LimitError(f"compiling this program takes more than {MAX_WORK:,} steps of work "
+                             "(nc.trace.MAX_WORK: operations traced and function calls inlined)", span,
+                             hint="function calls are inlined and constant loops unrolled; calls that each "
+                                  "call others several times with different arguments grow exponentially")
 
     # ---- entry --------------------------------------------------------------------------------
     def run(self, inputs: dict[str, Var]) -> Program:
@@ -220,6 +246,7 @@ class Tracer(Branches):
               params: dict[str, Any] | None = None, ranks: Sequence[int] | None = None) -> Value:
         """Apply one row to evaluated arguments: check shapes, fold or record."""
         params = params or {}
+        self.spend(1, span)
         self.check_ranks(prim, args, span, ranks)
         shapes = [pshape_of(a) for a in args]
         try:
@@ -252,12 +279,15 @@ class Tracer(Branches):
             sizes = " ".join(str(v) for v in params.values())
             raise LimitError(f"({prim.name} {sizes}) would have more than {MAX_CONSTANT_ELEMENTS} elements", span)
 
-        code = format_code(template, [f"{{{k}}}" for k in range(len(args))], {**params, "dt": "{dt}"})
+        # A template of all arguments ({*}) keeps its {*}: one variadic folder serves every length.
+        code = format_code(template.replace("{*}", "{_all_}"), [f"{{{k}}}" for k in range(len(args))],
+                           {**params, "dt": "{dt}", "_all_": "{*}"})
         try:
             with torch.no_grad():
                 out = evaluator(code, len(args))(F64, *args)
-        except RuntimeError as e:
-            raise ShapeError(f"{prim.name}: {str(e).splitlines()[0]}", span) from None
+        except Exception as e:  # noqa: BLE001 - any failure of a folded operation is the program's error
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ShapeError(f"{prim.name}: {first}", span) from None
         return out.to(F64)
 
     def check_ranks(self, prim: Primitive, args: list[Value], span: Span | None,
@@ -304,14 +334,39 @@ class Tracer(Branches):
         if depth >= MAX_RECURSION:
             raise LimitError(f"'{fn.name}' recurses more than {MAX_RECURSION} deep", span,
                              hint="write the recursion as a tail call or a loop")
-        inner = Env(self.fn_env(fn))
+        self.spend(1, span)
+        closure = self.fn_env(fn)
+        memo = self.memo_key(fn, closure, args)
+        if memo is not None:
+            hit = self.memo.get(memo)
+            if hit is not None:
+                return hit[0]
+        inner = Env(closure)
         for p, a in zip(fn.params, args):
             inner.vars[p.key] = a
         self.active.append((fn.key, self.ctx))
         try:
-            return self.expr(fn.body, inner)
+            out = self.expr(fn.body, inner)
         finally:
             self.active.pop()
+        if memo is not None:
+            self.memo[memo] = (out, closure)  # the closure is kept alive so that its id stays unique
+        return out
+
+    def memo_key(self, fn: ir.Function, closure: Env, args: list[Value]) -> tuple[Any, ...] | None:
+        """The memo key of a call: traced arguments by identity, small constants by value (bits,
+        so -0.0 and 0.0 differ), in the same context and equation list; None if not memoisable."""
+        parts: list[Any] = [fn.key, id(closure), self.ctx.ident, id(self.eqns)]
+        budget = MEMO_ELEMENTS
+        for a in args:
+            if isinstance(a, Var):
+                parts.append(("v", a.id))
+                continue
+            budget -= a.numel()
+            if budget < 0:
+                return None
+            parts.append(("c", a.dtype, tuple(a.shape), a.detach().cpu().numpy().tobytes()))
+        return tuple(parts)
 
     def recursion_on_inputs(self, fn: ir.Function, span: Span | None) -> None:
         if self.abstract and any(isinstance(m, Var) and m.sizedep for m in self.ctx_masks()):
@@ -329,7 +384,7 @@ class Tracer(Branches):
         return out
 
     def fn_env(self, fn: ir.Function) -> Env:
-        return self.fn_envs.get(fn.key) or Env()
+        return self.fn_envs.get(fn.key) or self.top_env
 
     # ---- loops and integration live in their own modules -------------------------------------
     def expr_Loop(self, node: ir.Loop, env: Env) -> Value:
@@ -357,4 +412,6 @@ class Tracer(Branches):
         x = float(v)
         if not x.is_integer() or x < 0:
             raise NCTypeError(f"{what} must be a non-negative integer, got {x:g}", span)
+        if x > MAX_STATIC_INT:
+            raise LimitError(f"{what} is {x:g}, more than nc.trace.MAX_STATIC_INT = 2**53", span)
         return int(x)

@@ -824,3 +824,55 @@ def test_file_name_is_shown_verbatim_and_never_executed() -> None:
     assert str(err).startswith(name + ":1:2: error:")
     f = nc.compile_fn("(* 2 x)", name=name)
     assert "__import__" not in f.code()
+
+
+# ---- issue 8: escapes, option validation, runtime spans, tracers ------------------------------
+@pytest.mark.parametrize("src", ["(vmax (zeros 0))", "(vmin (zeros 0))", "(vmax (eye 0))", "(vmin (eye 0))",
+                                 "(roll [1 2 3] 1e19)"])
+def test_empty_reductions_and_huge_static_ints_are_errors_at_the_primitive(src: str) -> None:
+    with pytest.raises(nc.NCError) as info:
+        nc.compile_fn(src)()
+    assert (info.value.line, info.value.column) == (1, 1 if "roll" not in src else 15)
+
+
+@pytest.mark.parametrize("options", [
+    {"max_iter": 10**30}, {"max_iter": True}, {"max_iter": 0}, {"max_iter": 2.0},
+    {"shapes": {"u": (10**11,)}}, {"shapes": {"u": (float("inf"),)}}, {"shapes": [("u", (3,))]},
+    {"shapes": {1: (3,)}}, {"shapes": {"u": (3.5,)}}, {"shapes": {"u": ("3",)}}, {"shapes": {"u": (True,)}},
+    {"shapes": {"u": (-1,)}}, {"shapes": {"u": "3"}}, {"shapes": {"u": (1,) * 9}}, {"check_domain": "yes"},
+    {"name": 3}, {"module_shapes": {"m": (None,)}},
+])
+def test_bad_compile_options_are_call_errors(options: dict) -> None:
+    with pytest.raises(nc.CallError):
+        nc.compile_fn("(vsum u)", **options)
+
+
+def test_a_runtime_failure_points_at_the_failing_primitive() -> None:
+    # Several primitives inlined on one generated line: the failing one is located exactly.
+    f = nc.compile_fn("(+ (sin x)\n   (vmin v))")
+    with pytest.raises(nc.NCError) as info:
+        f(torch.tensor(1.0), torch.zeros(0))
+    assert (info.value.line, info.value.column) == (2, 4)
+    g = nc.compile_fn("(+ 1 (* 2 (det m)))")
+    with pytest.raises(nc.NCError) as info:
+        g(torch.eye(2, dtype=torch.float16))
+    assert (info.value.line, info.value.column) == (1, 11)
+
+
+def test_export_leaves_the_function_and_its_caches_real() -> None:
+    for shapes in ({"x": (None,)}, {"x": (3,)}):  # the size-generic function, and one per signature
+        f = nc.compile_fn("(* 2 (+ x [1 2 3]))", shapes=shapes)
+        x = torch.tensor([1.0, 2.0, 3.0])
+
+        class M(torch.nn.Module):
+            def __init__(self, fn: object) -> None:
+                super().__init__()
+                self.fn = fn
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.fn(x)  # type: ignore[operator]
+
+        exported = torch.export.export(M(f), (torch.ones(4, 3),))
+        after = f(x)
+        assert type(after) is torch.Tensor and torch.equal(after, 2 * (x + torch.tensor([1.0, 2.0, 3.0])))
+        assert torch.equal(exported.module()(torch.ones(4, 3)), torch.full((4, 3), 2.0) * torch.tensor([2.0, 3, 4]))
