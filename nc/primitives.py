@@ -254,6 +254,10 @@ unary("truncate", "torch.trunc({0})", "round toward zero (zero gradient)", diffe
 row(name="clamp", arity=(3, 3), family="elementwise", code="torch.clamp({0}, {1}, {2})", align=True,
     doc="(clamp x lo hi)")
 binary("hypot", "torch.hypot({0}, {1})", "sqrt(x^2 + y^2) without overflow")
+binary("logaddexp", "torch.logaddexp({0}, {1})", "log(e^x + e^y) without overflow")
+binary("xlogy", "torch.special.xlogy({0}, {1})", "x log(y), 0 where x is 0 (entropies)",
+       domains={2: on(lambda x, y: (x == 0) | (y > 0), "xlogy of a non-positive y where x is not 0",
+                      "y not positive where x is not 0", 1.0, -1.0, shown=1)})
 unary("sigmoid", "torch.sigmoid({0})", "1 / (1 + e^-x)")
 unary("softplus", "torch.logaddexp({0}, torch.zeros_like({0}))", "log(1 + e^x), full precision for every x")
 unary("relu", "torch.relu({0})", "max(x, 0)")

@@ -779,6 +779,11 @@ def _sigmoid(x: Value) -> Value:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _xlogy(x: Value, y: Value) -> Value:
+    with np.errstate(all="ignore"):
+        return np.where(np.asarray(x) == 0, np.where(np.isnan(y), np.nan, 0.0), x * np.log(y))
+
+
 def _softplus(x: Value) -> Value:
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
@@ -931,6 +936,8 @@ PRIMITIVES: dict[str, tuple[int, int | None, _P]] = {
     "truncate": _unary(np.trunc),
     "clamp": (3, 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi)),
     "hypot": (2, 2, np.hypot),
+    "logaddexp": (2, 2, np.logaddexp),
+    "xlogy": (2, 2, _xlogy),
     "sigmoid": _unary(_sigmoid),
     "softplus": _unary(_softplus),
     "relu": _unary(lambda x: np.maximum(x, 0.0)),

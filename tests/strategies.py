@@ -328,6 +328,8 @@ GEN_PRIMITIVES: tuple[GenPrim, ...] = (
     _p("truncate", 1, ANY, _mono(math.trunc), smooth=False),
     _p("clamp", 3, ANY, lambda x, lo, hi: _min(_max(x, lo), hi)),
     _p("hypot", 2, ANY, lambda a, b: _pad(0.0, math.hypot(a.mag(), b.mag()))),
+    _p("logaddexp", 2, ANY, _corners(lambda p, q: float(np.logaddexp(p, q)))),
+    _p("xlogy", 2, (ANY, POS), _corners(lambda p, q: p * math.log(q))),
     _p("sigmoid", 1, ANY, _mono(lambda v: 1 / (1 + math.exp(-v)), (0.0, 1.0))),
     _p("softplus", 1, ANY, _mono(lambda v: max(v, 0.0) + math.log1p(math.exp(-abs(v))), (0.0, math.inf))),
     _p("relu", 1, ANY, _mono(lambda v: max(v, 0.0))),
