@@ -1,21 +1,31 @@
-"""The public entry points: `compile_fn` and `make_program`."""
+"""The public entry points: `compile_fn`, `compile` and `make_program`.
+
+Each validates its options once, into a `CompileOptions`, and hands that to the engine
+(`nc.compiled.Compiled`) or to `NcModule`.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 
 from .binding import bind_arguments
-from .compiled import Compiled, deep_recursion
+from .compiled import Compiled
+from .errors import CallError
+from .failures import deep_recursion
 from .learned import check_modules
+from .lower import lower
+from .module import NcModule
 from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
-from .program import Program
+from .program import Recording
 from .runtime import without_tracing
+from .suggest import closest
 
-__all__ = ["DEFAULT_MAX_ITER", "CompiledFunction", "compile_fn", "make_program"]
+__all__ = ["DEFAULT_MAX_ITER", "CompiledFunction", "compile", "compile_fn", "make_program"]
 
 
 class CompiledFunction(Protocol):
@@ -34,7 +44,7 @@ class CompiledFunction(Protocol):
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
 
-    def program(self, *args: Any, **kwargs: Any) -> Program: ...
+    def program(self, *args: Any, **kwargs: Any) -> Recording: ...
 
     def code(self, *args: Any, **kwargs: Any) -> str: ...
 
@@ -56,7 +66,7 @@ def function_for(compiled: Compiled) -> CompiledFunction:
     return fn  # type: ignore[no-any-return]
 
 
-def program_of(compiled: Compiled, *args: Any, **kwargs: Any) -> Program:
+def program_of(compiled: Compiled, *args: Any, **kwargs: Any) -> Recording:
     """The recorded program for these example arguments.
 
     Without arguments: the program that serves every call (sizes left open, shown as ``?``)
@@ -75,8 +85,6 @@ def program_of(compiled: Compiled, *args: Any, **kwargs: Any) -> Program:
 
 def code_of(compiled: Compiled, *args: Any, **kwargs: Any) -> str:
     """The generated Python source for these example arguments (see `program_of`)."""
-    from .lower import lower
-
     if not (args or kwargs) and compiled.generic is not None:
         return compiled.generic.source
     return lower(program_of(compiled, *args, **kwargs)).source
@@ -110,10 +118,53 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
     modules, module_shapes = check_modules(modules, module_shapes)  # CallError naming a bad key
     options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
                              module_shapes=module_shapes)
-    return function_for(Compiled(src, modules=modules, options=options))
+    return function_for(Compiled(src, options, modules=modules))
 
 
 def make_program(src: str, *args: Any, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,
-                 **kwargs: Any) -> Program:
-    """The recorded `Program` of ``src`` (for example arguments, if given); print ``.listing()``."""
-    return compile_fn(src, shapes=shapes, max_iter=max_iter).program(*args, **kwargs)
+                 **kwargs: Any) -> Recording:
+    """The `Recording` of ``src`` (for example arguments, if given); print ``.listing()``."""
+    options = CompileOptions(shapes=shapes, max_iter=max_iter)
+    return program_of(Compiled(src, options), *args, **kwargs)
+
+
+def compile(src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
+            **options: Any) -> NcModule:
+    """Compile an nc program to an ``nn.Module`` (see `NcModule`).
+
+    Args:
+        src: the program text (LANGUAGE.md).
+        params: free names of the program -> starting values (numbers, lists or tensors; see
+            docs/language.md for what a value may be). Each becomes an ``nn.Parameter``.
+        trainable: names of top-level ``(define name value)`` constants that become parameters,
+            starting at their defined value.
+        dtype: the floating dtype of the parameters (default: ``torch.get_default_dtype()``);
+            given explicitly, it also casts the learned ``modules`` (in place, as
+            ``module.to(dtype)``). A tensor in ``params`` keeps its own floating dtype.
+        shapes: per-example shapes of inputs, ``{"r": (3,)}``; ``None`` for a size left open.
+        max_iter: the most iterations of a loop whose exit depends on the inputs (default 1000).
+        name: the file name shown in error messages.
+        check_domain: raise `nc.DomainError` when an input leaves a primitive's domain.
+        modules: learned components, ``{"drag": mlp}`` for ``(drag v)``: ``torch.nn.Module``s
+            (a plain function is a `CallError`: wrap it in a module). They become submodules
+            under their own names (``drag.0.weight`` in the state dict).
+        module_shapes: per-example output shapes of components, ``{"drag": (1,)}``, where not
+            inferred by calling the component on one example.
+
+    Parameters are registered under the program's names, whatever their spelling (``G``,
+    ``g/L``, ``half``): ``state_dict()``, ``named_parameters()`` and
+    ``torch.func.functional_call(model, {"G": G}, args)`` use them; ``model.params["G"]``
+    always works, ``model.G`` where the name is an identifier that clashes with no attribute.
+    Call the module with the inputs that are not parameters; an unknown keyword is a `CallError`.
+
+    Raises:
+        nc.NCError: for any error in the program (with line and column) or in the options
+            (`CallError`).
+    """
+    known = [k for k in inspect.signature(NcModule.__init__).parameters if k not in ("self", "src")]
+    for key in options:
+        if key not in known:
+            near = closest(key, known)
+            raise CallError(f"nc.compile has no option '{key}' (options: {', '.join(known)})",
+                            hint=f"did you mean '{near[0]}'?" if near else None)
+    return NcModule(src, params=params, trainable=trainable, **options)

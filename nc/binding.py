@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import CallError, Span
+from .runtime import dtype_device
 from .suggest import closest
 
 if TYPE_CHECKING:
@@ -91,9 +92,7 @@ def unknown_error(compiled: Compiled, names: Sequence[str], missing: list[str], 
 
 def convert(compiled: Compiled, names: list[str], raw: list[Any], extra: list[torch.Tensor]) -> list[torch.Tensor]:
     tensors = [v for v in raw if isinstance(v, torch.Tensor) and v.is_floating_point()] + extra
-    dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
+    dtype, _ = dtype_device(tensors)
     device = tensors[0].device if tensors else None
     out = []
     for n, v in zip(names, raw):
@@ -137,9 +136,7 @@ def from_sequence(v: list[Any] | tuple[Any, ...], dtype: torch.dtype, device: An
     if any(isinstance(x, (list, tuple, torch.Tensor, np.ndarray)) for x in v):
         parts = [as_number_tensor(x, dtype, device) for x in v]
         if any(isinstance(x, torch.Tensor) for x in v):
-            common = parts[0].dtype
-            for p in parts[1:]:
-                common = torch.promote_types(common, p.dtype)
+            common, _ = dtype_device(parts)
             parts = [p.to(common) for p in parts]
         if len({p.shape for p in parts}) > 1:
             raise ValueError(f"must be a regular array, got a ragged list of shapes {[list(p.shape) for p in parts]}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .compiled import Compiled
 from .errors import NCError
+from .options import CompileOptions
 from .reader import Form, Lst, Sym, read
 
 MAX_DIAGNOSTICS = 50
@@ -21,13 +23,12 @@ MAX_DIAGNOSTICS = 50
 def check(src: str, *, name: str = "<program>", shapes: Mapping[str, Sequence[int | None]] | None = None
           ) -> list[NCError]:
     """Every error nc finds in ``src`` at compile time (empty when the program is clean)."""
-    from .api import compile_fn
-
+    options = CompileOptions(shapes=shapes, name=name)
     problems: list[NCError] = []
     text = src
     while len(problems) < MAX_DIAGNOSTICS:
         try:
-            compile_fn(text, shapes=shapes, name=name)
+            Compiled(text, options)
         except NCError as e:
             problems.append(e)
             recovered = stub_definition(text, e)

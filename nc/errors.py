@@ -21,9 +21,13 @@ The hierarchy (the `code` of each class is stable and documented in docs/errors.
 from __future__ import annotations
 
 import bisect
+import re
 from typing import Any
 
 import attrs
+
+LINE_BREAK = re.compile(r"\r\n?|\n")
+"""A line break: LF, CRLF or a lone CR."""
 
 
 @attrs.frozen
@@ -35,12 +39,9 @@ class Source:
     _line_starts: tuple[int, ...] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        starts = [0]
-        find = self.text.find
-        i = find("\n")
-        while i != -1:
-            starts.append(i + 1)
-            i = find("\n", i + 1)
+        # LF, CRLF and a lone CR each end a line (as in R7RS), so positions after old Mac line
+        # endings are right; CRLF counts as one line break
+        starts = [0] + [m.end() for m in LINE_BREAK.finditer(self.text)]
         object.__setattr__(self, "_line_starts", tuple(starts))
 
     def position(self, offset: int) -> tuple[int, int]:
@@ -54,8 +55,8 @@ class Source:
         if not 1 <= line <= len(self._line_starts):
             return ""
         start = self._line_starts[line - 1]
-        end = self.text.find("\n", start)
-        return self.text[start:] if end == -1 else self.text[start:end]
+        m = LINE_BREAK.search(self.text, start)
+        return self.text[start:] if m is None else self.text[start : m.start()]
 
 
 @attrs.frozen

@@ -21,9 +21,11 @@ place and leaves it at the returned parameters. Bad calls raise `nc.errors.CallE
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import Any, cast
 
 import attrs
@@ -40,13 +42,19 @@ from nc.fit_checks import (
     check_number,
     check_seed,
 )
-from nc.fit_data import Inputs, LossFn, generator, loss_function, prepare, trainable_parameters
+from nc.fit_data import FitData, Inputs, LossFn, generator, loss_function, prepare, trainable_parameters
 from nc.fit_loop import Best, RunResult, load, run
 from nc.fit_optim import DEFAULT_EPOCHS, DEFAULT_LR, OPTIMIZERS, SCHEDULERS, FitOptions
 from nc.fit_starts import StartValues, perturb, start_points
+from nc.fit_stream import Stream, is_stream, run_stream
 from nc.progress import Progress
+from nc.uncertainty import estimate, format_value, learned_ids, none, residual_function
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "FitResult", "Inputs", "LossFn", "fit"]
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "FitResult", "FitWarning", "Inputs", "LossFn", "fit"]
+
+
+class FitWarning(RuntimeWarning):
+    """A fit that ended unconverged or in a visibly poor minimum (with a hint what to try)."""
 
 
 @attrs.frozen
@@ -67,6 +75,12 @@ class FitResult:
     ``nc.fit_loop.STOP_REASONS`` (``"epochs"``, ``"tol"``, ``"patience"``, ``"no progress"``,
     ``"non-finite loss"``); ``best_epoch``: the epoch whose parameters were returned (0: the
     starting values; ``epochs_run``: the last step's).
+
+    ``optimizer``: the optimiser used (``"lbfgs"`` or ``"adam"``) and ``choice``: why (what
+    ``optimizer="auto"`` decided, or ``"given"``). ``stderr``: name -> standard error of each
+    scalar constant; ``covariance`` [p, p] over every estimated scalar, named by
+    ``covariance_names``; ``uncertainty``: the assumptions behind them, or why there are none
+    (see `nc.uncertainty`). ``warnings``: the `FitWarning` messages the fit issued.
     """
 
     history: list[float]
@@ -80,6 +94,51 @@ class FitResult:
     start: int = 0
     stop_reason: str = "epochs"
     best_epoch: int = 0
+    optimizer: str = "adam"
+    choice: str = "given"
+    stderr: dict[str, float] = attrs.field(factory=dict)
+    covariance: Tensor | None = None
+    covariance_names: tuple[str, ...] = ()
+    uncertainty: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
+        """The normal-approximation confidence interval ``value -+ z * stderr`` of a scalar constant."""
+        if name not in self.stderr:
+            raise CallError(f"no standard error for {name!r}", None,
+                            hint=f"constants with one: {sorted(self.stderr)}; {self.uncertainty}")
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        value, se = float(self.params[name]), self.stderr[name]
+        return value - z * se, value + z * se
+
+    def summary(self) -> str:
+        """One line per constant, ``G = 6.6741 ± 0.0031`` (the value alone where there is no
+        standard error), then the optimiser, the loss and how the fit stopped."""
+        lines = []
+        for name, value in self.params.items():
+            if value.numel() == 1:
+                lines.append(f"{name} = {format_value(float(value), self.stderr.get(name))}")
+            else:
+                lines.append(f"{name} = tensor of shape {tuple(value.shape)}")
+        state = "converged" if self.converged else "NOT converged"
+        lines.append(f"optimizer {self.optimizer} ({self.choice}); loss {self.loss:.6g}; {self.epochs_run} epochs, "
+                     f"stopped: {self.stop_reason} ({state})")
+        if self.stderr:
+            lines.append("± is one standard error: " + self.uncertainty)
+        elif self.uncertainty:
+            lines.append(self.uncertainty)
+        return "\n".join(lines)
+
+    def annotate(self, source: str) -> str:
+        """``source`` (e.g. ``model.to_source()``) with ``; ± stderr`` after each top-level
+        ``(define name value)`` of a constant that has a standard error."""
+        out = []
+        for line in source.splitlines():
+            m = re.match(r"\(define\s+([^\s()]+)\s+[^()]*\)\s*$", line)
+            if m and m.group(1) in self.stderr:
+                line = f"{line}  ; ± {self.stderr[m.group(1)]:.2g}"
+            out.append(line)
+        return "\n".join(out) + ("\n" if source.endswith("\n") else "")
 
 
 def fit(
@@ -87,7 +146,7 @@ def fit(
     inputs: Inputs,
     target: Any,
     *,
-    optimizer: str = "adam",
+    optimizer: str = "auto",
     lr: float | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
@@ -105,6 +164,7 @@ def fit(
     optimizer_options: Mapping[str, Any] | None = None,
     starts: Sequence[StartValues] | None = None,
     grid: Mapping[str, Any] | None = None,
+    uncertainty: bool = True,
 ) -> FitResult:
     """Fit the trainable parameters of ``model`` so that ``model(inputs)`` matches ``target``.
 
@@ -113,9 +173,18 @@ def fit(
         inputs: dict (keyword arguments), tuple (positional), one tensor, or None.
         target: the data to match, or None when the model's output is itself the scalar loss
             (for example a `ShootingLoss`).
-        optimizer: ``"adam"`` (default lr 1e-2, 1000 epochs) or ``"lbfgs"``, full batch with a
-            strong Wolfe line search (default lr 1.0, 100 epochs; an epoch is one
-            ``LBFGS.step`` of up to ``max_iter=20`` iterations). ``optimizer_options`` go to the
+        inputs: may also be a data source, for fresh data every epoch: a callable
+            ``epoch -> (inputs, target)`` or a torch ``DataLoader`` of ``(inputs, target)``
+            batches (``target`` is then None; see `nc.fit_stream`).
+        optimizer: ``"auto"`` (default), ``"adam"`` (default lr 1e-2, 1000 epochs) or
+            ``"lbfgs"``, full batch with a strong Wolfe line search (default lr 1.0, 100
+            epochs; an epoch is one ``LBFGS.step`` of up to ``max_iter=20`` iterations).
+            ``"auto"`` takes L-BFGS, computed in float64, when the data are fixed and full
+            batch, the trainable parameters are few (at most 64 scalars) and none belongs to a
+            learned component, and no Adam option (``lr``, ``batch_size``, ``clip``,
+            ``scheduler``) is given; Adam otherwise. ``FitResult.optimizer``/``choice`` and the
+            progress bar say which and why. With ``dtype=None`` the model is left in its own
+            dtype afterwards (its parameters rounded to it). ``optimizer_options`` go to the
             torch optimiser's constructor (``betas``, ``max_iter``, ``history_size``, ...).
         batch_size: mini-batches of this many samples, reshuffled every epoch (Adam only);
             None is full batch. Every input and the target must share the leading size.
@@ -143,6 +212,13 @@ def fit(
             ``grid``'s values: ``grid={"omega": torch.linspace(0.5, 10, 20)}`` fits from 20
             starts; several names give every combination (the last varies fastest). For a
             vector parameter give its values as rows (a tensor [points, *shape]).
+        uncertainty: compute standard errors and the covariance of the constants at the end
+            (`nc.uncertainty`: Gauss-Newton, noise variance from the residuals; ``loss="mse"``
+            with a target, or a model with a ``residuals()`` method such as `ShootingLoss`).
+
+    A fit that ends unconverged (its epochs ran out) or in a visibly poor minimum (the RMS
+    residual above a quarter of the target's standard deviation) issues a `FitWarning` with a
+    hint: more epochs, a multi-start ``grid=``/``starts=``, or rescaled constants.
 
     Every run ends on the best point it saw: the parameters with the lowest finite full-data
     loss are kept, and restored at the end, so a step into NaN (outside a formula's domain) or
@@ -184,16 +260,37 @@ def fit(
         >>> round(r.params["w"].item(), 6), len(r.restart_losses)
         (3.0, 11)
     """
-    opts, seed = _options(locals())
+    args = dict(locals())
+    stream = is_stream(inputs)
+    if stream and target is not None:
+        raise CallError("with a data source (a callable or a DataLoader) as inputs, target must be None", None,
+                        hint="the source gives (inputs, target) for each epoch or batch")
     if not isinstance(model, nn.Module):
         trainable_parameters(model)  # the CallError for a model that is no module
+    check_bool("uncertainty", uncertainty)
+    choice = "given"
+    if optimizer == "auto":
+        optimizer, choice = _auto(model, args, stream)
+        args["optimizer"] = optimizer
+    opts, seed = _options(args)
+    if stream and optimizer == "lbfgs":
+        raise CallError("L-BFGS needs fixed data: with data drawn afresh each epoch use optimizer='adam'", None,
+                        hint="or pass the data themselves (tensors) for a full-batch L-BFGS fit")
+    original = None
+    if choice.startswith("auto") and optimizer == "lbfgs" and dtype is None:
+        original = next(iter(p.dtype for p in model.parameters()), None)
+        dtype = torch.float64 if original != torch.float64 else None
     if dtype is not None:
         model.to(dtype)
     named = trainable_parameters(model)
     params = [p for _, _, p in named]
-    data = prepare(inputs, target, dtype, params[0].device, tensor_target=isinstance(loss, str))
-    if batch_size is not None:
-        data.leading_size()
+    if stream:
+        source = Stream(inputs, dtype, params[0].device, isinstance(loss, str))
+        data = None
+    else:
+        data = prepare(inputs, target, dtype, params[0].device, tensor_target=isinstance(loss, str))  # type: ignore[arg-type]
+        if batch_size is not None:
+            data.leading_size()
     loss_fn, gen = loss_function(loss), generator(seed)
     points = start_points(named, starts, grid)
     t0 = time.perf_counter()
@@ -205,9 +302,13 @@ def fit(
         for s, point in enumerate(points):
             for r in range(restarts + 1):
                 load(params, point if r == 0 else perturb(point, restart_scale, gen))
-                bar, best = Progress(opts.epochs, progress, _run_label(s, len(points), r, restarts)), Best()
+                label = _run_label(s, len(points), r, restarts) + f" [{optimizer}]"
+                bar, best = Progress(opts.epochs, progress, label), Best()
                 try:
-                    result = run(model, params, data, loss_fn, opts, gen, bar, best)
+                    if data is None:
+                        result = run_stream(model, params, source, loss_fn, opts, bar)
+                    else:
+                        result = run(model, params, data, loss_fn, opts, gen, bar, best)
                 finally:
                     bar.close()
                 finals.append(result.loss)
@@ -217,6 +318,8 @@ def fit(
                     kept = (result, [p.detach().clone() for p in params], r, s)
     except KeyboardInterrupt:
         _restore_best(params, kept, best, points[0])
+        if original is not None:
+            model.to(original)
         raise
     assert kept is not None
     result, values, restart, start = kept
@@ -225,15 +328,75 @@ def fit(
         warnings.warn(f"{len(bad)} of {len(finals)} fit runs stopped on a non-finite loss ({'; '.join(bad[:3])}"
                       f"{', ...' if len(bad) > 3 else ''}); each ended on its lowest finite loss",
                       RuntimeWarning, stacklevel=2)
+    if not uncertainty:
+        unc = none("not computed (uncertainty=False)")
+    elif data is None:
+        unc = none("no standard errors: the data are drawn afresh each epoch")
+    else:
+        unc = estimate(model, named, residual_function(model, data, loss))
+    said = _diagnose(result, data, loss, opts, len(points), restarts)
+    for message in said:
+        warnings.warn(message, FitWarning, stacklevel=2)
+    if original is not None:
+        model.to(original)
     return FitResult(result.history, result.loss, {n: v for (n, _, _), v in zip(named, values)},
                      len(result.history), result.converged, time.perf_counter() - t0, restart, tuple(finals),
-                     start, result.stop_reason, result.best_epoch)
+                     start, result.stop_reason, result.best_epoch, optimizer, choice, unc.stderr, unc.covariance,
+                     unc.names, unc.note, tuple(said))
+
+
+#: "auto" takes L-BFGS for at most this many trainable scalars
+AUTO_MAX_SCALARS = 64
+#: a fit whose RMS residual exceeds this fraction of the target's standard deviation is poor
+POOR_FIT = 0.25
+
+
+def _auto(model: nn.Module, args: dict[str, Any], stream: bool) -> tuple[str, str]:
+    """What ``optimizer="auto"`` picks, and why."""
+    named = trainable_parameters(model)
+    scalars = sum(p.numel() for _, _, p in named)
+    adam_options = [k for k in ("lr", "batch_size", "clip", "scheduler") if args[k] is not None]
+    if stream:
+        return "adam", "auto: data drawn afresh each epoch"
+    if adam_options:
+        return "adam", f"auto: Adam option {adam_options[0]}= given"
+    if learned_ids(model) & {id(p) for _, _, p in named}:
+        return "adam", "auto: a learned component is trained"
+    if scalars > AUTO_MAX_SCALARS:
+        return "adam", f"auto: {scalars} trainable scalars (more than {AUTO_MAX_SCALARS})"
+    return "lbfgs", f"auto: {scalars} trainable scalar{'s' * (scalars != 1)}, full batch, in float64"
+
+
+def _diagnose(result: RunResult, data: FitData | None, loss: Any, opts: FitOptions, n_starts: int,
+              restarts: int) -> list[str]:
+    """The `FitWarning` messages for an unconverged or visibly poor fit."""
+    out = []
+    h = result.history
+    if result.stop_reason == "epochs" and opts.epochs > 0:
+        if opts.optimizer == "lbfgs":
+            out.append(f"the fit did not converge in {opts.epochs} epochs (L-BFGS was still improving); "
+                       f"hint: raise epochs= (now {opts.epochs}), or rescale the constants to order 1")
+        elif len(h) >= 20 and h[-len(h) // 10] > 0 and (h[-len(h) // 10] - h[-1]) / h[-len(h) // 10] > 0.01:
+            out.append(f"the fit did not converge in {opts.epochs} epochs: Adam's loss fell by "
+                       f"{(h[-len(h) // 10] - h[-1]) / h[-len(h) // 10]:.1%} over the last tenth of them; "
+                       "hint: raise epochs=, or use optimizer='lbfgs' (or 'auto') for a few constants")
+    if data is None or not isinstance(data.target, Tensor) or loss != "mse" or not math.isfinite(result.loss):
+        return out
+    spread = float(data.target.double().std()) if data.target.numel() > 1 else 0.0
+    rms = math.sqrt(max(result.loss, 0.0))
+    if spread > 0 and rms > POOR_FIT * spread:
+        tried = f"{n_starts * (restarts + 1)} runs" if n_starts * (restarts + 1) > 1 else "one start"
+        out.append(f"the fit ended in a poor minimum: RMS residual {rms:.3g} is {rms / spread:.0%} of the target's "
+                   f"standard deviation {spread:.3g} (from {tried}); a local minimum? hint: a multi-start scan "
+                   "of the constant the loss is most non-linear in, e.g. grid={'omega': torch.linspace(0.5, 10, 20)}, "
+                   "or starts=[{...}, ...], restarts=; or rescale the constants to order 1")
+    return out
 
 
 def _options(args: dict[str, Any]) -> tuple[FitOptions, int | None]:
     """Every keyword argument of `fit` checked (a CallError naming the first bad one), as
     `FitOptions` and the seed."""
-    optimizer = check_choice("optimizer", args["optimizer"], list(OPTIMIZERS))
+    optimizer = check_choice("optimizer", args["optimizer"], ["auto", *OPTIMIZERS])
     lr = check_number("lr", args["lr"], positive=True, optional=True)
     epochs = check_count("epochs", args["epochs"], optional=True)
     batch_size = check_count("batch_size", args["batch_size"], minimum=1, optional=True)

@@ -5,7 +5,8 @@ The CSV has a header row; its columns are the program's inputs (by name) and the
 written, every cell a finite number, at least one row) is checked by `nc.cli_input.read_csv`:
 a malformed file is an error naming the row and column (exit status 2). Constants named with
 ``--trainable`` (top-level defines) or ``--param name=start`` (free names) are fitted; the
-command prints the recovered constants, a fit report and the program with the fitted values,
+command prints the recovered constants with their standard errors (``G = 6.6741 ± 0.0031``,
+see `nc.uncertainty`), a fit report and the program with the fitted values,
 and with ``--plot OUT.png`` saves prediction against data (needs matplotlib).
 """
 
@@ -24,6 +25,7 @@ from .cli_input import read_csv, read_file
 from .errors import CallError
 from .fit import fit
 from .module import NcModule
+from .uncertainty import format_value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--param", action="append", default=[], metavar="NAME=START",
                    help="a free name to fit as a parameter, with its starting value (repeatable)")
     p.add_argument("--target", help="the target column (default: the column that is not an input)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--optimizer", choices=["auto", "lbfgs", "adam"], default="auto",
+                   help="auto (default): L-BFGS for few constants and fixed data, else Adam")
     p.add_argument("--epochs", type=whole(0), default=None)
     p.add_argument("--lr", type=positive_number, default=None)
     p.add_argument("--restarts", type=whole(0), default=0)
@@ -128,8 +131,11 @@ def report(model: Any, result: object, pred: torch.Tensor, target: torch.Tensor,
     print("recovered constants:")
     for name in model.param_names:
         value = model.params[name].detach()
-        shown = f"{float(value):.12g}" if value.dim() == 0 else str(value.tolist())
+        stderr = getattr(result, "stderr", {}).get(name)
+        shown = format_value(float(value), stderr) if value.dim() == 0 else str(value.tolist())
         print(f"  {name} = {shown}")
+    if getattr(result, "stderr", None):
+        print(f"  (± one standard error; {getattr(result, 'uncertainty', '')})")
     print(f"fit report: {len(target)} rows, target {target_name}, final loss (MSE) {getattr(result, 'loss', float('nan')):.6g}, "
           f"RMSE {float(residual.pow(2).mean().sqrt()):.6g}, R^2 {1 - ss_res / ss_tot if ss_tot > 0 else float('nan'):.9f}, "
           f"epochs {getattr(result, 'epochs_run', '?')} (stopped: {getattr(result, 'stop_reason', '?')}), "

@@ -10,6 +10,7 @@ meta device (it has no values to fit).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -189,13 +190,20 @@ def objective(model: Callable[..., Any], data: FitData, loss: LossFn) -> Tensor:
 
 def trainable_parameters(model: Any) -> list[Trainable]:
     """(name, state-dict path, parameter) of each trainable parameter of ``model``. The name is the
-    path, or the key in ``model.params`` where the model keeps its parameters in such a dict."""
+    path, or the key in ``params`` where the model (or a submodule, such as the physics module
+    of a `ShootingLoss`) keeps its parameters in such a dict and no other parameter has that name."""
     if not isinstance(model, nn.Module):
         raise CallError(f"the model is a {type(model).__name__}, not a torch.nn.Module", None,
                         hint="compile the program with nc.compile(...) to fit it")
-    items = getattr(getattr(model, "params", None), "items", None)
-    short = {id(p): str(k) for k, p in items()} if callable(items) else {}
+    short: dict[int, str] = {}
+    for _, sub in model.named_modules():  # the model itself first, then e.g. a ShootingLoss's physics
+        items = getattr(getattr(sub, "params", None), "items", None)
+        if callable(items):
+            for k, p in items():
+                short.setdefault(id(p), str(k))
     named = [(short.get(id(p), n), n, p) for n, p in model.named_parameters() if p.requires_grad]
+    counts = Counter(name for name, _, _ in named)
+    named = [(name if counts[name] == 1 else path, path, p) for name, path, p in named]
     if not named:
         raise CallError(f"{type(model).__name__} has no trainable parameters", None,
                         hint="compile with params={...} or trainable=[...], or set requires_grad=True")

@@ -1,4 +1,4 @@
-"""`to_fx`: a recorded `Program` as a ``torch.fx.GraphModule``.
+"""`to_fx`: a `Recording` as a ``torch.fx.GraphModule``.
 
 Each equation's template (the PyTorch expression of its primitive) is run on ``torch.fx``
 proxies, so the graph holds the same torch calls as the generated code, in the same order:
@@ -31,13 +31,13 @@ from torch import nn
 from . import runtime
 from .errors import Span
 from .interpret import Interpreter, default_namespace, run_masked_loop
-from .program import ConstRef, Eqn, Program, Var, live_equations, region_uses
+from .program import ConstRef, Eqn, Recording, Var, live_equations, region_uses
 
 
 class MaskedLoop(nn.Module):
     """A ``%loop`` equation as a module: ``forward(*initial_state, *captured)`` runs the loop."""
 
-    def __init__(self, program: Program, eqn: Eqn, captured: list[int], dtype: torch.dtype) -> None:
+    def __init__(self, program: Recording, eqn: Eqn, captured: list[int], dtype: torch.dtype) -> None:
         super().__init__()
         self.program, self.eqn, self.captured, self.dtype = program, eqn, captured, dtype
         self.nstate = len(eqn.args)
@@ -119,7 +119,7 @@ class _Module:
 
 
 class _ProxyInterpreter(Interpreter):
-    def __init__(self, program: Program, tracer: _SpanTracer, dtype: torch.dtype) -> None:
+    def __init__(self, program: Recording, tracer: _SpanTracer, dtype: torch.dtype) -> None:
         namespace: dict[str, Any] = {"torch": _Torch(tracer), "_rt": _Runtime(tracer)}
         namespace.update({f"X{i}": _Module(tracer, f"X{i}") for i in range(len(program.externals))})
         super().__init__(program, namespace, dtype, loop=self.loop_node, on_equation=self.enter)
@@ -141,7 +141,7 @@ class _ProxyInterpreter(Interpreter):
         return self.tracer.create_proxy("call_module", name, (*args, *[self.values[i] for i in captured]), {})
 
 
-def to_fx(program: Program, *, dtype: torch.dtype | None = None) -> torch.fx.GraphModule:
+def to_fx(program: Recording, *, dtype: torch.dtype | None = None) -> torch.fx.GraphModule:
     """The recorded ``program`` (``fn.program(...)``) as a ``torch.fx.GraphModule``.
 
     ``gm(*inputs)`` takes the inputs in ``program.input_names`` order and returns what the

@@ -30,11 +30,14 @@ import torch
 
 from . import ir
 from .binding import bind_arguments
-from .compiled import Compiled, deep_recursion, result_dtype
+from .compiled import Compiled
 from .errors import CallError, Span
+from .failures import deep_recursion
 from .interpret import Interpreter
-from .program import ConstRef, Lit, Program, Var, live_equations
-from .trace import Env, Promote, Tracer, Value
+from .program import ConstRef, Lit, Recording, Var, live_equations
+from .runtime import dtype_device
+from .signatures import split_shapes
+from .trace import Env, Tracer, Value
 
 
 class Recorder(Tracer):
@@ -124,22 +127,19 @@ def _bind(fn_or_model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     return compiled, bind_arguments(compiled, compiled.names, args, kwargs)
 
 
-def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Program, Recorder]:
-    dtype = result_dtype(values)
-    device = values[0].device if values else torch.device("cpu")
-    for _ in range(8):
-        tracer = Recorder(compiled.ir, abstract=False, max_iter=compiled.max_iter, dtype=dtype, device=device,
-                          externals=compiled.modules, external_shapes=compiled.module_shapes)
-        pshapes = compiled.split_shapes(values)
+def _trace(compiled: Compiled, values: list[torch.Tensor]) -> tuple[Recording, Recorder]:
+    dtype, device = dtype_device(values)
+
+    def trace() -> tuple[Recording, Recorder]:
+        tracer = Recorder(compiled.ir, abstract=False, max_iter=compiled.options.max_iter, dtype=dtype,
+                          device=device, externals=compiled.modules, external_shapes=compiled.module_shapes)
+        pshapes = split_shapes(compiled.inputs, values)
         inputs = {n: Var(next(tracer.ids), tuple(pshapes[n]), tracer.root, None) for n in compiled.names}
-        try:
-            return tracer.run(inputs), tracer
-        except Promote as p:  # pragma: no cover - program_for settled the ranks already
-            compiled.promote(p)
-    raise CallError("could not settle the per-example ranks of the inputs")  # pragma: no cover
+        return tracer.run(inputs), tracer
+    return compiled.inputs.settle(trace)  # program_for settled the ranks already: one trace
 
 
-def _value(interp: Interpreter, v: Any, program: Program) -> torch.Tensor:
+def _value(interp: Interpreter, v: Any, program: Recording) -> torch.Tensor:
     if isinstance(v, Var):
         out = interp.values[v.id]
     elif isinstance(v, ConstRef):
@@ -151,7 +151,7 @@ def _value(interp: Interpreter, v: Any, program: Program) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else torch.as_tensor(out, dtype=program.dtype)
 
 
-def _batch_shape(program: Program, values: list[torch.Tensor]) -> torch.Size:
+def _batch_shape(program: Recording, values: list[torch.Tensor]) -> torch.Size:
     return torch.broadcast_shapes(*(x.shape[: x.dim() - v.rank] for x, v in zip(values, program.inputs)))
 
 

@@ -1,4 +1,4 @@
-"""Running a recorded `Program` equation by equation (for `nc.intermediates` and `nc.fx`).
+"""Running a `Recording` equation by equation (for `nc.intermediates` and `nc.fx`).
 
 The lowering (`nc.lower`) writes a program as one generated Python function; this module runs
 the same equations one at a time with the same templates, keeping every value by its `Var` id,
@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from . import runtime
+from .codegen import template_namespace
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Program, Region, Var
+from .program import Atom, ConstRef, Eqn, Lit, Recording, Region, Var
 
 _CACHE: dict[tuple[str, int], Callable[..., Any]] = {}
 
@@ -31,7 +32,7 @@ def template_function(code: str, params: Mapping[str, Any], nargs: int, namespac
 class Interpreter:
     """Runs a program's equations; ``values`` maps Var ids to what they computed."""
 
-    def __init__(self, program: Program, namespace: dict[str, Any] | None = None,
+    def __init__(self, program: Recording, namespace: dict[str, Any] | None = None,
                  dtype: torch.dtype | None = None, device: torch.device | None = None,
                  loop: Callable[[Eqn, list[Any], Interpreter], Any] | None = None,
                  on_equation: Callable[[Eqn], None] | None = None) -> None:
@@ -87,12 +88,6 @@ def run_masked_loop(e: Eqn, args: list[Any], interp: Interpreter) -> Any:
     return runtime.masked_loop(interp.region_body(e.region), tuple(args), p["ranks"], p["value_rank"], p["max_iter"])
 
 
-def default_namespace(program: Program) -> dict[str, Any]:
+def default_namespace(program: Recording) -> dict[str, Any]:
     """What the templates refer to: ``torch``, the runtime helpers and the learned components."""
-    ns: dict[str, Any] = {"torch": torch, "_rt": runtime}
-    ns.update({f"X{i}": module for i, module in enumerate(program.externals)})
-    if program.domain_sites:
-        from .domains import DomainSites
-
-        ns["DOMAIN"] = DomainSites(program.domain_sites)
-    return ns
+    return template_namespace(program)

@@ -3,21 +3,27 @@
 Grammar (names are resolved by the parser; every node keeps its source span, which is
 excluded from equality)::
 
-    Expr    := Const(value) | Local(name) | Global(name) | Input(name)
+    Expr    := Const(value) | Local(name, key) | Global(name) | Input(name)
              | PrimCall(prim, args) | Call(fn, args) | External(name, args)
              | If(test, then, orelse)
-             | Let(bindings, body, sequential) | Letrec(fns, body)
-             | Loop(names, inits, body, key) | Recur(args, key)
+             | Let(bindings: Binding*, body, sequential) | Letrec(fns: Function*, body)
+             | Loop(bindings: Binding*, body, key) | Recur(args, key)
              | Integrate(method, fn, y0, dt, steps)
+    Binding := (name, key, value: Expr)
     FnRef   := the key of a `Function` (a top-level define, a letrec binding or a lambda)
-    Function(key, name, params, body, tail_loop)
-    Program(constants: Define*, functions: Function*, result: Expr, inputs, lambda_params)
+    Function(key, name, params: Binding*, body, tail_loop)
+    Define(name, value: Expr)
+    SourceProgram(constants: Define*, functions: Function*, result: Expr, inputs: name*,
+                  input_spans, source_text, used_constants: name*)
 
 ``Local`` names a let/loop/parameter binding, ``Global`` a top-level constant ``define``,
 ``Input`` a free name (an input of the compiled function). Calls of user functions are
 ``Call`` nodes keyed by the function's unique key, so shadowing is already resolved.
 A function whose recursive calls are all self tail calls has ``tail_loop=True`` and those calls
 are `Recur` nodes keyed by the function: it is traced as a loop.
+
+A `SourceProgram` is what the parser makes of the text, once per compile; the tracer turns it
+into a `nc.program.Recording` (straight-line equations) once per signature of inputs.
 """
 
 from __future__ import annotations
@@ -145,7 +151,9 @@ class Define:
 
 
 @attrs.frozen(kw_only=True)
-class Program:
+class SourceProgram:
+    """A parsed program: its top-level constants, every function by key, the result, the inputs."""
+
     constants: tuple[Define, ...]
     functions: tuple[Function, ...]  # every function, top-level, letrec and lambda, by key
     result: Expr
@@ -153,9 +161,3 @@ class Program:
     input_spans: tuple[Span | None, ...] = attrs.field(eq=False, repr=False)
     source_text: str = attrs.field(eq=False, repr=False, default="")
     used_constants: tuple[str, ...] = ()  # constants the result uses, directly or not, in source order
-
-    def function(self, key: str) -> Function:
-        for fn in self.functions:
-            if fn.key == key:
-                return fn
-        raise KeyError(key)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import attrs
 import torch
 from torch import nn
 
 from . import ir
-from .api import DEFAULT_MAX_ITER
 from .binding import as_number_tensor, bind_arguments
-from .compiled import Compiled, ShapeSpec
+from .compiled import Compiled
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
+from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .parse import parse
 from .program import Var
 from .trace import Env, Tracer
@@ -78,12 +79,12 @@ class NcModule(nn.Module):
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise CallError(f"dtype= must be a floating torch.dtype, got {dtype!r}")
         learned, shapes_of = check_modules(modules, module_shapes)
+        self.source = src
+        self.options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
+                                      module_shapes=shapes_of)
         if dtype is not None:
             for m in learned.values():
                 m.to(dtype)
-        self.source = src
-        self.options = {"shapes": dict(shapes or {}), "max_iter": max_iter, "name": name,
-                        "check_domain": check_domain, "module_shapes": shapes_of}
         dtype = dtype or torch.get_default_dtype()
         initial = trainable_values(src, trainable, name, tuple(learned), dtype)
         for key, v in params.items():
@@ -92,8 +93,7 @@ class NcModule(nn.Module):
             except ValueError as e:
                 raise CallError(f"params['{key}'] {e}") from None
         fixed = {k: tuple(v.shape) for k, v in initial.items()}
-        self._compiled = Compiled(src, shapes=shapes, max_iter=max_iter, name=name, promote=trainable, fixed=fixed,
-                                  check_domain=check_domain, modules=learned, module_shapes=shapes_of)
+        self._compiled = Compiled(src, self.options, modules=learned, promote=trainable, fixed=fixed)
         for key in params:
             if key not in self._compiled.names:
                 raise CallError(f"params= names '{key}', which is not a free name of the program "
@@ -181,7 +181,7 @@ class NcModule(nn.Module):
         the meta device).
         """
         values = {n: cast(torch.Tensor, self._parameters[n]) for n in self.param_names}
-        return write_source(self.source, values, self.trainable_names, str(self.options["name"]))
+        return write_source(self.source, values, self.trainable_names, self.options.name)
 
     def extra_repr(self) -> str:
         learned = f", learned=({' '.join(self.learned_names)})" if self.learned_names else ""
@@ -191,7 +191,8 @@ class NcModule(nn.Module):
         table = cast(dict[str, torch.Tensor], self._parameters)
         state = {n: table[n].detach().clone() for n in self.param_names}
         grads = {n: table[n].requires_grad for n in self.param_names}
-        return (_rebuild, (self.source, self.options, self.trainable_names, state, grads, self.training,
+        options = attrs.asdict(self.options, recurse=False)  # keywords: pickles of nc 0.1 hold a dict too
+        return (_rebuild, (self.source, options, self.trainable_names, state, grads, self.training,
                            dict(self.learned.items())))
 
 

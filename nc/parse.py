@@ -31,7 +31,7 @@ class Owner:
 
 
 def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = (),
-          externals: Sequence[str] = ()) -> ir.Program:
+          externals: Sequence[str] = ()) -> ir.SourceProgram:
     """Read and parse a program.
 
     Top-level constants named in ``promote`` become inputs; names in ``externals`` are learned
@@ -57,7 +57,7 @@ class Parser(SpecialForms):
         self.loops: list[tuple[str, int]] = []  # enclosing loops: (key, number of variables)
 
     # ---- program --------------------------------------------------------------------------
-    def program(self, forms: list[Form]) -> ir.Program:
+    def program(self, forms: list[Form]) -> ir.SourceProgram:
         if not forms:
             raise SyntaxFormError("the program is empty: it needs a result expression",
                                   self.span_at(0), hint="write an expression such as (* k x)")
@@ -73,7 +73,7 @@ class Parser(SpecialForms):
         body, lambda_params = self.result(result)
         inputs, spans = self.inputs(lambda_params)
         used = tuple(n for n in self.constants if n in self.reachable and n not in self.promote)
-        return ir.Program(constants=tuple(self.constants.values()), functions=tuple(self.functions.values()),
+        return ir.SourceProgram(constants=tuple(self.constants.values()), functions=tuple(self.functions.values()),
                           result=body, inputs=inputs, input_spans=spans, used_constants=used,
                           source_text=self.source.text)
 

@@ -1,9 +1,12 @@
-"""The recorded program: straight-line equations of primitives, printed like a jaxpr.
+"""The recorded program (`Recording`): straight-line equations of primitives, printed like a jaxpr.
 
-    Program := inputs: Var*, equations: Eqn*, output: Atom, constants: Tensor*
-    Eqn     := out = prim(args; params)  @ span        (one torch expression each)
-    Atom    := Var | Lit (a Python float) | ConstRef (a constant tensor, made in the
-               computation's dtype and device when the program is lowered)
+What the tracer makes of a parsed program (`nc.ir.SourceProgram`) for one signature of inputs,
+and what the lowering compiles::
+
+    Recording := inputs: Var*, equations: Eqn*, output: Atom, constants: Tensor*
+    Eqn       := out = prim(args; params)  @ span        (one torch expression each)
+    Atom      := Var | Lit (a Python float) | ConstRef (a constant tensor, made in the
+                 computation's dtype and device when the program is lowered)
 
 A masked loop is one equation (``%loop``) whose ``region`` holds the body's equations.
 """
@@ -109,7 +112,10 @@ class Eqn:
 
 
 @attrs.define(eq=False)
-class Program:
+class Recording:
+    """A recorded program: what ``fn.program()`` and `nc.make_program` return (``nc.Program``
+    is the same class); ``print(p.listing())`` shows it."""
+
     inputs: tuple[Var, ...]
     input_names: tuple[str, ...]
     eqns: list[Eqn]
@@ -121,6 +127,7 @@ class Program:
     externals: list[Any] = attrs.field(factory=list)  # learned components, X0, X1, ... in generated code
 
     def listing(self) -> str:
+        """The equations, one a line, as a jaxpr is printed."""
         return listing(self)
 
 
@@ -174,7 +181,7 @@ def _eqn_lines(eqns: list[Eqn], indent: str) -> list[str]:
     return lines
 
 
-def listing(p: Program) -> str:
+def listing(p: Recording) -> str:
     """A readable listing: inputs with per-example shapes, one equation a line, the output."""
     ins = " ".join(f"{n}=v{v.id}:{type_text(v)}" for n, v in zip(p.input_names, p.inputs))
     lines = [f"program ({ins})"]

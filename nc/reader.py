@@ -14,6 +14,7 @@ is a `LimitError` because later stages work on trees.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 
 import attrs
@@ -26,16 +27,27 @@ MAX_DEPTH = 1000
 MAX_SOURCE_CHARS = 5_000_000
 """Longest program text accepted, in characters."""
 
+WHITESPACE = " \t\n\r\f"
+"""The characters that separate tokens: space, tab, LF, CR and form feed, all ASCII.
+
+R7RS's whitespace (space, tab and the line endings LF, CRLF and a lone CR) plus the form feed
+that old sources use as a page break. Every other character, Unicode spaces and line
+separators included (NBSP, U+2028, U+3000, the ASCII separators 0x1C-0x1F, vertical tab), is
+outside the language: a `ReadError` at that character.
+"""
+
 SYMBOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&*/:<=>?^_~+-@.")
+# Explicit ASCII classes: `\d` and `\s` would also match Unicode digits (`٣` read as 3) and
+# Unicode spaces, which LANGUAGE.md section 1 does not allow.
 SYMBOL_RE = re.compile(r"[A-Za-z0-9!$%&*/:<=>?^_~+\-@.]+\Z")
-NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-NUMBER_LIKE_RE = re.compile(r"[+-]?\.?\d")
+NUMBER_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+NUMBER_LIKE_RE = re.compile(r"[+-]?\.?[0-9]")
 # One token (or a run of space and line comments) at a position. An atom runs to the next
 # delimiter; a lone delimiter that starts no other token (a quote, say) is an atom of one
-# character, which `atom` then reports.
+# character, which `atom` then reports. A `;` comment ends at any line break (a lone CR too).
 TOKEN_RE = re.compile(
-    r"(?P<space>(?:\s+|;[^\n]*)+)|(?P<block>#\|)|(?P<datum>#;)|(?P<open>[(\[])|(?P<close>[)\]])"
-    r"|(?P<atom>[^\s()\[\];\"'`]+|.)",
+    r"(?P<space>(?:[ \t\n\r\f]+|;[^\n\r]*)+)|(?P<block>#\|)|(?P<datum>#;)|(?P<open>[(\[])|(?P<close>[)\]])"
+    r"|(?P<atom>[^ \t\n\r\f()\[\];\"'`]+|.)",
     re.DOTALL,
 )
 
@@ -72,6 +84,17 @@ CHAR_HINTS = {
     "}": "braces are not part of the nc language; use ( ) or [ ] for vectors",
     "#": "only #t, #f, #| |# and #; start with '#'",
 }
+
+
+def unicode_hint(ch: str) -> str | None:
+    """A hint for a non-ASCII (or ASCII control) character that looks like one nc accepts."""
+    if ch.isdigit() or unicodedata.category(ch) == "Nd":
+        return "numbers are written with the ASCII digits 0-9 only"
+    if ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp"):
+        return "only ASCII space, tab, form feed and line breaks (LF, CRLF, CR) separate tokens"
+    if not ch.isascii():
+        return "programs are ASCII: names use letters, digits and ! $ % & * / : < = > ? ^ _ ~ + - @"
+    return None
 
 
 def read(source: Source | str) -> list[Form]:
@@ -212,9 +235,12 @@ class _Reader:
         span = self.span(start + index, start + index + 1)
         if ch == "#" and index == 0:
             return ReadError(f"'{word}' is not valid syntax", self.span(start), hint=CHAR_HINTS["#"])
-        hint = CHAR_HINTS.get(ch)
-        shown = ch if ch.isprintable() else repr(ch)
-        return ReadError(f"the character '{shown}' cannot appear in a program", span, hint=hint)
+        hint = CHAR_HINTS.get(ch) or unicode_hint(ch)
+        # name characters that do not print (NBSP, U+2028, control characters) by code point
+        shown = f"'{ch}'" if ch.isprintable() and ch.isascii() else f"U+{ord(ch):04X}"
+        if not ch.isascii() and ch.isprintable():
+            shown = f"'{ch}' ({shown})"
+        return ReadError(f"the character {shown} cannot appear in a program", span, hint=hint)
 
     def dotted(self, word: str, span: Span) -> ReadError:
         if word == ".":

@@ -44,7 +44,11 @@ class RankMismatch(Exception):
 
 
 def dtype_device(inputs: Sequence[object]) -> tuple[torch.dtype, torch.device]:
-    """The computation dtype (PyTorch promotion of the tensor inputs) and device."""
+    """The computation dtype (PyTorch promotion of the tensor inputs) and device (the first
+    tensor's); the default dtype and the CPU when there is no tensor.
+
+    The one place nc promotes dtypes: generated code calls it at each call, and the checked
+    path (`nc.binding`, `nc.compiled`) uses it to convert arguments and trace."""
     dtype: torch.dtype | None = None
     device = None
     for x in inputs:

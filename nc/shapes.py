@@ -46,11 +46,6 @@ def elementwise(*shapes: Shape, **_: Any) -> Shape:
     return broadcast(*shapes)
 
 
-def scalar_of(*shapes: Shape, **_: Any) -> Shape:
-    """A reduction over the last axis of the broadcast arguments."""
-    return broadcast(*shapes)[:-1]
-
-
 def need_rank(shape: Shape, rank: int, what: str) -> None:
     if len(shape) < rank:
         raise ShapeMismatch(f"{what} needs {'a vector' if rank == 1 else 'a matrix'}, got {show(shape)}")

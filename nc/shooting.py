@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -50,6 +51,26 @@ def _observations(name: str, value: Any) -> Tensor:
     return t
 
 
+def _direct(rollout: Any) -> bool:
+    """Whether ``rollout`` is an nc module whose one input is the initial state (its program ends in
+    an ``rk4``/``euler`` rollout with a fixed step count): it is called as ``model(y0)``."""
+    inputs = getattr(rollout, "inputs", None)
+    return isinstance(rollout, nn.Module) and hasattr(rollout, "to_source") and isinstance(inputs, tuple) \
+        and len(inputs) == 1
+
+
+def _program_steps(model: Any, obs: Tensor) -> int:
+    """The steps of a direct model's rollout, from one call on the first observation."""
+    with torch.no_grad():
+        out = model(obs[0].to(next(iter(model.parameters()), obs).dtype))
+    if not isinstance(out, Tensor) or out.dim() != obs.dim() or tuple(out.shape[1:]) != tuple(obs.shape[1:]):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise CallError(f"the model's output {got} is not a trajectory of states shaped like obs[0] "
+                        f"{tuple(obs.shape[1:])}", None,
+                        hint="its program must end in a rollout such as (rk4 f s0 dt n) of input s0")
+    return int(out.shape[0]) - 1
+
+
 def _owner(rollout: Callable[..., Any]) -> nn.Module | None:
     owner = getattr(rollout, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
@@ -68,19 +89,24 @@ class ShootingLoss(nn.Module):
     the start of the next (overlapping or touching) window and that window's state.
 
     Args:
-        rollout: ``rollout(y0, n_steps) -> [n_steps + 1, *state]`` for one initial state (any
+        rollout: a compiled nc module whose one input is the initial state and whose result is
+            a rollout such as ``(rk4 f s0 0.1 24)`` (the common case: it is called as
+            ``model(y0)``, ``window`` follows its step count, and windows are batched); or
+            ``rollout(y0, n_steps) -> [n_steps + 1, *state]`` for one initial state (any
             callable: an ``nn.Module``, a bound method of one, or a function; with ``times``,
-            ``rollout(y0, n_steps, t0)``). For a compiled nc module whose step count is fixed
-            in the program, use ``lambda y0, n: model(y0)`` with ``module=model``.
+            ``rollout(y0, n_steps, t0)``).
         obs: the observations [T, *state], equally spaced in time.
-        window: steps per window.
+        window: steps per window; for an nc module, None (its program's step count) or that
+            count. A rollout whose trajectories are not ``window + 1`` points long is a
+            `CallError` naming both lengths.
         n_windows: that many windows at distinct random starts (from ``seed``); None: contiguous
             windows covering the whole trajectory (the last one shifted back to end at T - 1).
         starts: explicit window start indices instead.
         continuity_weight: weight of the continuity penalty (0 disables it).
         train_states: False keeps the window states at the observations.
         times: the observation times [T]; if given, the rollout also receives its window's start time.
-        vectorize: ``"loop"`` (one call per window; works with any callable), ``"vmap"``
+        vectorize: None (``"batched"`` for an nc module, else ``"loop"``), ``"loop"`` (one
+            call per window; works with any callable), ``"vmap"``
             (``torch.func.vmap`` over windows) or ``"batched"`` (``rollout`` takes [W, *state]
             and returns [W, n_steps + 1, *state], nc's batch-axes-in-front convention).
         module: the module holding the physics parameters when ``rollout`` is a plain function
@@ -94,11 +120,12 @@ class ShootingLoss(nn.Module):
         result = fit(shoot, None, None, optimizer="lbfgs", dtype=torch.float64)
         lv.alpha            # fitted; shoot.states holds the fitted window states
 
-    With a compiled nc program ``(rk4 f s0 0.1 24)`` (input ``s0``), whose step count is fixed in
-    the program and whose batch axes stay in front, the batched path is the fastest (about 5x
-    the loop for the Lotka-Volterra fit)::
+    With a compiled nc program ``(rk4 f s0 0.1 24)`` (input ``s0``), pass the module itself:
+    windows of 24 steps, all integrated in one batched call (about 5x the loop)::
 
-        shoot = ShootingLoss(lambda y0, n: lv(y0), obs, window=24, module=lv, vectorize="batched")
+        lv = nc.compile(source, params={...})
+        result = fit(ShootingLoss(lv, obs, continuity_weight=1.0), None, None)
+        print(result.summary())  # alpha = 1.003 ± 0.004, ... (standard errors from residuals())
     """
 
     starts: Tensor  # [W] window start indices, sorted
@@ -108,13 +135,24 @@ class ShootingLoss(nn.Module):
     pair_offset: Tensor  # ... at this step of window i
     physics: nn.Module
 
-    def __init__(self, rollout: Callable[..., Any], obs: Tensor, window: int, n_windows: int | None = None,
+    def __init__(self, rollout: Callable[..., Any], obs: Tensor, window: int | None = None, n_windows: int | None = None,
                  *, starts: Sequence[int] | None = None, seed: int | None = None,
                  continuity_weight: float = 0.0, train_states: bool = True, times: Tensor | None = None,
-                 vectorize: str = "loop", module: nn.Module | None = None) -> None:
+                 vectorize: str | None = None, module: nn.Module | None = None) -> None:
         super().__init__()
-        check_choice("vectorize", vectorize, ("loop", "vmap", "batched"))
-        window = check_count("window", window, minimum=1)  # type: ignore[assignment]
+        direct = _direct(rollout)
+        check_choice("vectorize", vectorize, (None, "loop", "vmap", "batched"))
+        vectorize = vectorize or ("batched" if direct else "loop")
+        obs = _observations("obs", obs)
+        if direct:
+            steps = _program_steps(rollout, obs)
+            if window is not None and window != steps:
+                raise CallError(f"window={window} steps, but the program's rollout takes {steps} steps "
+                                f"({steps + 1} points)", None,
+                                hint=f"leave window= out (it follows the program: {steps}), or change the "
+                                "program's step count")
+            window = steps
+        window = cast(int, check_count("window", window, minimum=1))
         n_windows = check_count("n_windows", n_windows, minimum=1, optional=True)
         if starts is not None:
             starts = [check_count("starts[]", s) for s in starts]  # type: ignore[misc]
@@ -125,7 +163,6 @@ class ShootingLoss(nn.Module):
             raise CallError(f"module must be an nn.Module, got {type(module).__name__}", None)
         if not callable(rollout):
             raise CallError(f"the rollout is a {type(rollout).__name__}, not a callable", None)
-        obs = _observations("obs", obs)
         if obs.dim() == 0:
             raise CallError("obs must be a trajectory [T, *state], got a scalar", None)
         if times is not None:
@@ -135,6 +172,7 @@ class ShootingLoss(nn.Module):
         first = _window_starts(obs.shape[0], int(window), n_windows, starts, seed)
         self.window, self.vectorize, self.continuity_weight = int(window), vectorize, float(continuity_weight)
         self._fn = None if isinstance(rollout, nn.Module) else rollout
+        self._direct = direct
         physics = rollout if isinstance(rollout, nn.Module) else (module or _owner(rollout))
         if physics is None:
             raise CallError("the rollout is a plain function, so its physics parameters cannot be found", None,
@@ -151,16 +189,50 @@ class ShootingLoss(nn.Module):
 
     def _rollout(self, y0: Tensor, t0: Tensor | None) -> Tensor:
         fn: Callable[..., Tensor] = self._fn if self._fn is not None else self.physics
+        if self._direct:  # an nc program whose one input is the initial state: its steps are its own
+            return fn(y0)
         return fn(y0, self.window) if t0 is None else fn(y0, self.window, t0)
 
     def predict(self) -> Tensor:
         """The windows' predicted trajectories [W, window + 1, *state] (compare with ``targets``)."""
         if self.vectorize == "batched":
-            return self._rollout(self.states, self.t0)
-        if self.vectorize == "vmap":
-            return vmap(self._rollout, in_dims=(0, None if self.t0 is None else 0))(self.states, self.t0)
-        t0 = [None] * len(self.states) if self.t0 is None else list(self.t0)
-        return torch.stack([self._rollout(y, t) for y, t in zip(self.states, t0)])
+            pred = self._rollout(self.states, self.t0)
+        elif self.vectorize == "vmap":
+            pred = vmap(self._rollout, in_dims=(0, None if self.t0 is None else 0))(self.states, self.t0)
+        else:
+            t0 = [None] * len(self.states) if self.t0 is None else list(self.t0)
+            pred = torch.stack([self._rollout(y, t) for y, t in zip(self.states, t0)])
+        self._check(pred)
+        return pred
+
+    def _check(self, pred: Any) -> None:
+        """A CallError (never torch's broadcasting RuntimeError) when the rollout's trajectories do
+        not have the windows' length and state shape."""
+        want = tuple(self.targets.shape)
+        if isinstance(pred, Tensor) and tuple(pred.shape) == want:
+            return
+        got = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+        if isinstance(pred, Tensor) and pred.dim() == len(want) and pred.shape[0] == want[0] \
+                and tuple(pred.shape[2:]) == want[2:]:
+            steps = pred.shape[1] - 1
+            raise CallError(f"the rollout takes {steps} steps per window ({steps + 1} points), but window={self.window} "
+                            f"needs {self.window} steps ({self.window + 1} points)", None,
+                            hint=f"use window={steps}, or give the program's rk4 {self.window} steps")
+        raise CallError(f"the rollout gave trajectories of shape {got}, expected {want} "
+                        f"([windows, window + 1, *state])", None,
+                        hint="rollout(y0, n_steps) must return [n_steps + 1, *state] for one state "
+                        "([W, n_steps + 1, *state] with vectorize='batched')")
+
+    def residuals(self) -> Tensor:
+        """The residual vector whose sum of squares is ``forward() * n`` (n: the number of
+        observations compared): every window's prediction minus its observations, then the
+        continuity gaps weighted as the loss weighs them. `nc.fit` uses it for standard errors."""
+        pred = self.predict()
+        data = (pred - self.targets).reshape(-1)
+        if not (self.continuity_weight and len(self.pair_from)):
+            return data
+        gap = (pred[self.pair_from, self.pair_offset] - self.states[self.pair_from + 1]).reshape(-1)
+        return torch.cat([data, gap * math.sqrt(self.continuity_weight * data.numel() / gap.numel())])
 
     def forward(self) -> Tensor:
         pred = self.predict()

@@ -65,9 +65,10 @@ def to_sympy(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None 
         raise CallError(f"constants= must be 'inline' or 'symbols', got {constants!r}")
     src, promote, externals, declared = _source_of(program)
     from .compiled import Compiled, deep_recursion
+    from .options import CompileOptions
 
-    compiled = Compiled(src, shapes={**declared, **dict(shapes or {})}, promote=promote,
-                        name=name) if not externals else None
+    compiled = Compiled(src, CompileOptions(shapes={**declared, **dict(shapes or {})}, name=name),
+                        promote=promote) if not externals else None
     with deep_recursion():
         if compiled is None:
             from .parse import parse
@@ -97,7 +98,7 @@ def _source_of(program: Any) -> tuple[str, tuple[str, ...], tuple[str, ...], dic
 class _Evaluator:
     """Evaluates IR with SymPy scalars and numpy object arrays of SymPy scalars."""
 
-    def __init__(self, tree: ir.Program, ranks: Mapping[str, int], sizes: Mapping[str, Any], keep: bool) -> None:
+    def __init__(self, tree: ir.SourceProgram, ranks: Mapping[str, int], sizes: Mapping[str, Any], keep: bool) -> None:
         self.sp = _sympy()
         self.tree = tree
         self.functions = {f.key: f for f in tree.functions}

@@ -1,4 +1,4 @@
-"""The tracer: interprets the IR once, with symbolic values, into a recorded `Program`.
+"""The tracer: interprets the IR once, with symbolic values, into a `Recording`.
 
 Values are either *concrete* (float64 tensors on the CPU, known while tracing: literals,
 loop counters, ``(eye 3)``) or *traced* (`Var`, known only by per-example shape). Operations
@@ -24,7 +24,7 @@ from . import shapes as sh
 from .branches import Branches, Ctx, SizeDependent, Value, is_concrete, pshape_of
 from .errors import LimitError, NCError, NCTypeError, ShapeError, Span
 from .primitives import Primitive, evaluator
-from .program import Atom, ConstRef, Eqn, Lit, Program, Promo, Region, Var, join_promo, live_equations
+from .program import Atom, ConstRef, Eqn, Lit, Promo, Recording, Region, Var, join_promo, live_equations
 
 MAX_EQUATIONS = 2_000_000
 """Most equations one trace may record (unrolled loops count every step)."""
@@ -93,7 +93,7 @@ class TailResult:
 class Tracer(Branches):
     """Records one program for one signature (input per-example shapes, dtype, device)."""
 
-    def __init__(self, program: ir.Program, *, abstract: bool, max_iter: int, dtype: torch.dtype,
+    def __init__(self, program: ir.SourceProgram, *, abstract: bool, max_iter: int, dtype: torch.dtype,
                  device: torch.device, check_domain: bool = False, externals: dict[str, Any] | None = None,
                  external_shapes: dict[str, Any] | None = None) -> None:
         self.ir = program
@@ -142,7 +142,7 @@ class Tracer(Branches):
                                   "call others several times with different arguments grow exponentially")
 
     # ---- entry --------------------------------------------------------------------------------
-    def run(self, inputs: dict[str, Var]) -> Program:
+    def run(self, inputs: dict[str, Var]) -> Recording:
         self.inputs = dict(inputs)
         for name in self.ir.used_constants:  # in source order: a long chain of definitions needs no deep recursion
             self.expr_Global(ir.Global(name=name, span=self.constants_ir[name].span), Env())
@@ -150,7 +150,7 @@ class Tracer(Branches):
         output = self.atom(out, tensor=True)
         needed = {output.id} if isinstance(output, Var) else set()
         eqns = live_equations(self.top_eqns, needed)
-        return Program(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
+        return Recording(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
                        output=output, constants=self.constants, dtype=self.dtype, device=self.device,
                        domain_sites=self.domain_sites,
                        externals=[self.externals[n] for n in self.externals_used])

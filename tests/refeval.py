@@ -37,7 +37,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-__all__ = ["MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "inputs_of", "read"]
+__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
+           "inputs_of", "read"]
 
 MAX_ITER = 1000
 MAX_SIZE = 4096
@@ -51,11 +52,12 @@ class RefError(Exception):
 # ----------------------------------------------------------------------------------------------
 # Reading
 
-_WHITESPACE = frozenset(" \t\n\r\f\v")
+_WHITESPACE = frozenset(" \t\n\r\f")  # ASCII only (docs/language.md, Reading)
 _DELIMS = _WHITESPACE | frozenset('()[];"')
 _IDENT_CHARS = frozenset(string.ascii_letters + string.digits + "!$%&*/:<=>?^_~+-@")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-_NUMBERISH = re.compile(r"[+-]?\.?\d")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")  # not \d: ASCII digits only
+_NUMBERISH = re.compile(r"[+-]?\.?[0-9]")
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # LF, CRLF or a lone CR
 
 
 class Sym(str):
@@ -91,8 +93,9 @@ class _Reader:
     def error(self, msg: str, at: int | None = None) -> RefError:
         """A RefError naming 1-based line and column of offset `at` (default: the cursor)."""
         at = self.i if at is None else at
-        line = self.src.count("\n", 0, at) + 1
-        col = at - (self.src.rfind("\n", 0, at) + 1) + 1
+        breaks = [m.end() for m in _LINE_BREAK.finditer(self.src, 0, at)]
+        line = len(breaks) + 1
+        col = at - (breaks[-1] if breaks else 0) + 1
         return RefError(f"read error at {line}:{col}: {msg}")
 
     def skip(self) -> None:
@@ -103,8 +106,8 @@ class _Reader:
             if c in _WHITESPACE:
                 self.i += 1
             elif c == ";":
-                end = src.find("\n", self.i)
-                self.i = len(src) if end < 0 else end + 1
+                m = _LINE_BREAK.search(src, self.i)
+                self.i = len(src) if m is None else m.end()
             elif src.startswith("#|", self.i):
                 self._block_comment()
             elif src.startswith("#;", self.i):
@@ -505,13 +508,166 @@ def _value(v: Any, where: str) -> Value:
 
 
 # ----------------------------------------------------------------------------------------------
+# Boundary watch: decisions taken within rounding of their boundary
+
+
+BOUNDARY_TOL = 1e-10
+"""A decision is fragile when its operand is within BOUNDARY_TOL * (largest magnitude seen) of
+the boundary: two correct float64 evaluators (refeval, PyTorch) may round to either side."""
+
+_TRUTH_ARGS = frozenset({"and", "or", "not", "zero?", "positive?", "negative?", "sign"})
+_COMPARISONS = frozenset({"=", "<", ">", "<=", ">="})
+_BOOLEAN = _TRUTH_ARGS - {"sign"} | _COMPARISONS
+# Primitives whose result is the same in every IEEE evaluator when their arguments are:
+# correctly rounded arithmetic, selections and rearrangements (not sqrt, pow or sums of
+# vectors, whose implementations differ by an ulp or in the order of additions)
+_EXACT_OPS = frozenset({"+", "-", "*", "/", "abs", "min", "max", "floor", "ceiling", "round", "truncate",
+                        "sign", "relu", "square", "quotient", "clamp", "vec", "ref", "vector-ref", "roll", "mat",
+                        "scale", "vmin", "vmax", "vlen", "vector-length", "zeros", "ones", "eye"})
+_INTEGER_JUMPS = frozenset({"floor", "ceiling", "truncate"})
+_DIVISION_JUMPS = frozenset({"quotient", "modulo", "remainder"})
+
+
+class _Watch:
+    """Notes every decision (truth test, comparison, jump of floor/sign/...) taken on a value
+    within rounding of its boundary, e.g. `(and v ...)` with v mathematically 0 that one
+    evaluator computes as 0 and the other as 1e-17 (`(cross u u)` with or without fused
+    multiply-adds), or `(= a b)` with a and b equal up to rounding.
+
+    Each value carries a noise scale `C`: the magnitude at which absolute rounding errors may
+    have entered it. Sums, differences, reductions, linear algebra and functions that are not
+    relatively accurate near their zeros (`sin` near pi, `log` near 1) take the magnitude of
+    their operands (a cancellation leaves an error of that size); products and quotients
+    propagate the operands' noise to first order, so a tiny value computed from tiny inputs is
+    not near a boundary. A decision is fragile when its distance q from the boundary is at
+    most BOUNDARY_TOL times the noise scale (plus the operands' size, for comparisons and
+    jumps).
+
+    Values known exactly in both evaluators have no noise and are never fragile: literals,
+    inputs, the 0/1 results of comparisons and logic, `_EXACT_OPS` of exact values, any
+    primitive of exact values that gives exactly 0, 1 or -1 (`(sin 0)`, `(exp 0)`, `(log 1)`),
+    a product with an exact zero factor; so is a comparison of a value with itself.
+    """
+
+    def __init__(self) -> None:
+        self.exact: dict[int, Value] = {}  # id -> value (kept alive so that ids stay unique)
+        self.noise: dict[int, tuple[Value, float]] = {}  # id -> (value, noise scale C)
+        self.found: list[str] = []
+        self.args: list[Value] = []  # of the primitive being applied
+
+    def is_exact(self, v: Value) -> bool:
+        return id(v) in self.exact
+
+    def c(self, v: Value) -> float:
+        if self.is_exact(v):
+            return 0.0
+        known = self.noise.get(id(v))
+        return known[1] if known is not None else _mag(v)
+
+    def near(self, q: Any, scale: float) -> bool:
+        # no noise scale: computed without rounding noise (an underflow to 0, say), not fragile
+        return scale > 0 and bool(np.any(np.abs(q) <= BOUNDARY_TOL * scale))
+
+    def truth(self, what: str, v: Value) -> None:
+        if not self.is_exact(v) and self.near(v, self.c(v)):
+            self.found.append(f"{what} of a value within rounding of 0")
+
+    def before(self, name: str, args: list[Value]) -> None:
+        self.args = args
+        if name in _TRUTH_ARGS:
+            for a in args:
+                self.truth(name, a)
+        elif name in _COMPARISONS:
+            for a, b in zip(args, args[1:]):
+                scale = _mag(a) + _mag(b) + self.c(a) + self.c(b)
+                if a is not b and not (self.is_exact(a) and self.is_exact(b)) and self.near(a - b, scale):
+                    self.found.append(f"{name} of values equal within rounding")
+        elif name in _INTEGER_JUMPS or name == "round":
+            v = args[0]
+            q = v - np.rint(v) if name != "round" else np.abs(v - np.floor(v)) - 0.5
+            if not self.is_exact(v) and self.near(q, _mag(v) + self.c(v)):
+                self.found.append(f"{name} of a value within rounding of its jump")
+        elif name in _DIVISION_JUMPS and len(args) == 2:
+            a, b = args
+            with np.errstate(all="ignore"):
+                r = a / b
+                q = (r - np.rint(r)) * b
+            if not (self.is_exact(a) and (self.is_exact(b) or not np.any(a))):
+                if self.near(q, _mag(a) + self.c(a) + self.c(b) * (1 + _mag(r))):
+                    self.found.append(f"{name} of values within rounding of its jump")
+
+    def after(self, name: str, out: Value) -> None:
+        args, self.args = self.args, []
+        if name in _BOOLEAN:
+            _exact(out)
+            return
+        if args and all(self.is_exact(a) for a in args):
+            # libms special-case f(x) in {0, 1, -1} at exact points: exp(0), cos(0), log(1)
+            if name in _EXACT_OPS or np.isin(out, (0.0, 1.0, -1.0)).all():
+                _exact(out)
+                return
+        if name in ("*", "scale") and not np.any(out) and any(self.is_exact(a) and not np.any(a) for a in args):
+            _exact(out)  # an exact zero factor: 0 in every evaluator (the factors are finite)
+            return
+        self.noise[id(out)] = (out, self.propagate(name, args, out))
+
+    def propagate(self, name: str, args: list[Value], out: Value) -> float:
+        """The noise scale C of `out` (see the class docstring)."""
+        mags, cs = [_mag(a) for a in args], [self.c(a) for a in args]
+        if name in ("*", "scale", "vprod", "square", "cube"):
+            if name in ("square", "cube", "vprod"):
+                k = {"square": 2, "cube": 3, "vprod": 3}[name]
+                return k * mags[0] ** (k - 1) * cs[0]
+            total = 0.0
+            for i, ci in enumerate(cs):
+                total += ci * float(np.prod([m for j, m in enumerate(mags) if j != i]))
+            return total
+        if name == "/" and len(args) == 2:
+            with np.errstate(all="ignore"):
+                low = float(np.min(np.abs(args[1]))) if args[1].size else 1.0
+            if low == 0:
+                return math.inf
+            return cs[0] / low + cs[1] * mags[0] / low**2
+        return max((m + c for m, c in zip(mags, cs)), default=0.0)
+
+
+def _mag(v: Value) -> float:
+    """Largest finite magnitude in `v` (0 for none)."""
+    finite = np.abs(v[np.isfinite(v)]) if v.size else v
+    return float(finite.max()) if finite.size else 0.0
+
+
+_WATCH: _Watch | None = None
+
+
+def _exact(v: Value) -> Value:
+    """Mark `v` as known exactly in every evaluator (for the boundary watch)."""
+    if _WATCH is not None:
+        _WATCH.exact[id(v)] = v
+    return v
+
+
+def fragile_decisions(src: str, args: dict[str, Any]) -> list[str]:
+    """Evaluate `src` at `args` and list the decisions it takes within rounding of their
+    boundary (see `_Watch`); an empty list means every branch, truth test and jump is decided
+    the same way by any evaluator that rounds correctly up to BOUNDARY_TOL."""
+    global _WATCH
+    _WATCH = _Watch()
+    try:
+        evaluate(src, args)
+        return _WATCH.found
+    finally:
+        _WATCH = None
+
+
+# ----------------------------------------------------------------------------------------------
 # Evaluation
 
 
 def _eval(x: Datum, env: _Env, ctx: _LoopCtx | None) -> Any:
     """Evaluate `x`; `ctx` is the innermost loop when `x` is in its tail position."""
     if isinstance(x, float):
-        return _f64(x)
+        return _exact(_f64(x))
     if isinstance(x, Sym):
         return _lookup(x, env)
     assert isinstance(x, Form)
@@ -557,17 +713,24 @@ def _primitive(name: str, args: list[Value]) -> Value:
     lo, hi, fn = PRIMITIVES[name]
     if len(args) < lo or (hi is not None and len(args) > hi):
         raise RefError(f"{name}: wrong number of arguments ({len(args)})")
+    if _WATCH is not None:
+        _WATCH.before(name, args)
     try:
-        return _f64(fn(*args))
+        out = _f64(fn(*args))
     except (ValueError, IndexError, TypeError, np.linalg.LinAlgError, ZeroDivisionError, MemoryError,
             OverflowError) as e:
         raise RefError(f"{name}: {e}") from e
+    if _WATCH is not None:
+        _WATCH.after(name, out)
+    return out
 
 
 def _ev_if(x: Form, env: _Env, ctx: _LoopCtx | None) -> Any:
     # (if test then else)
     _arity(x, 3)
     test = _value(_eval(x[1], env, None), "if")
+    if _WATCH is not None:
+        _WATCH.truth("if", test)
     if test.ndim == 0:
         return _eval(x[2] if test != 0 else x[3], env, ctx)
     a, b = (_value(_eval(e, env, None), "if") for e in (x[2], x[3]))
@@ -1005,10 +1168,10 @@ def _run(prog: _Program, args: dict[str, Any]) -> Value:
     if missing:
         raise RefError(f"missing inputs: {', '.join(missing)}")
     try:
-        given = {n: _f64(args[n]) for n in names}
+        given = {n: _exact(_f64(args[n])) for n in names}
     except (ValueError, TypeError) as e:
         raise RefError(f"bad input value: {e}") from e
-    root = _Env({"pi": _f64(np.pi)}, calls=False)
+    root = _Env({"pi": _exact(_f64(np.pi))}, calls=False)
     glob = _Env({}, _Env(given, root, calls=False))
     for n, d in prog.defs.items():
         glob.names[n] = _Func(n, d.params, d.body, glob) if isinstance(d, _Lambda) else _Lazy(d)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # two processes: about 9 s
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 

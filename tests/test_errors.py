@@ -569,6 +569,7 @@ def test_domain_check_under_transforms_raises_a_clear_error() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.slow
 def test_domain_check_under_torch_compile_raises_a_clear_error() -> None:
     f = nc.compile_fn("(sqrt x)", check_domain=True)
     g = torch.compile(f, backend="eager", fullgraph=False)
@@ -668,6 +669,7 @@ def test_check_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_check_malformed_shape_option_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "prog.nc"
     path.write_text("(+ x 1)", encoding="utf-8")

@@ -151,6 +151,7 @@ def test_lbfgs_recovers_two_constants_by_keyword() -> None:
     assert result.loss < 1e-20
 
 
+@pytest.mark.slow
 def test_minibatch_adam_recovers_and_is_reproducible() -> None:
     g = torch.Generator().manual_seed(2)
     x, y = torch.rand(512, generator=g, dtype=F64) * 4 - 2, torch.rand(512, generator=g, dtype=F64) * 3
@@ -237,7 +238,7 @@ def test_restarts_keep_the_best_run() -> None:
 
 def test_progress_bar_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     x = torch.linspace(0, 1, 30, dtype=F64)
-    fit(Scale(1.0).double(), (x,), 2.0 * x, epochs=25, progress=True)
+    fit(Scale(1.0).double(), (x,), 2.0 * x, optimizer="adam", epochs=25, progress=True)
     err = capsys.readouterr().err
     assert "25/25" in err and "loss" in err and err.endswith("\n")
 
@@ -375,6 +376,7 @@ def test_shooting_vectorize_modes_agree(lv_clean: torch.Tensor) -> None:
                                                        "physics.delta", "physics.gamma"}
 
 
+@pytest.mark.slow
 def test_shooting_recovers_lotka_volterra_noise_free(lv_clean: torch.Tensor) -> None:
     lv = LotkaVolterra()  # every constant starts at 0.5
     shoot = ShootingLoss(lv, lv_clean, window=24, vectorize="batched")
@@ -386,6 +388,7 @@ def test_shooting_recovers_lotka_volterra_noise_free(lv_clean: torch.Tensor) -> 
     assert set(result.params) == {"states", "physics.alpha", "physics.beta", "physics.delta", "physics.gamma"}
 
 
+@pytest.mark.slow
 def test_shooting_recovers_lotka_volterra_from_noisy_data(lv_clean: torch.Tensor) -> None:
     g = torch.Generator().manual_seed(0)
     sigma = 0.02 * lv_clean.abs().mean()
@@ -401,6 +404,7 @@ def test_shooting_recovers_lotka_volterra_from_noisy_data(lv_clean: torch.Tensor
     assert (states - clean_starts).norm() < (obs[shoot.starts] - clean_starts).norm()
 
 
+@pytest.mark.slow
 def test_shooting_with_adam_and_random_windows(lv_clean: torch.Tensor) -> None:
     # The paper's recipe (8 random windows of 25 steps, Adam lr 1e-2, cosine, clip 5), shortened.
     lv = LotkaVolterra()
@@ -455,6 +459,7 @@ def loop_fits(k: int, t: torch.Tensor, y0: torch.Tensor, ys: torch.Tensor, r0: t
     return torch.stack(rs), torch.stack(cs), hist
 
 
+@pytest.mark.slow
 def test_fit_many_equals_the_loop() -> None:
     # Same numbers as K separate fits; the speed-up is measured in bench/test_fit_many.py, not asserted.
     K, epochs = 100, 200

@@ -25,7 +25,7 @@ def test_fit_recovers_the_constant_and_prints_the_fitted_program(gravity, capsys
     assert main(["fit", str(program), str(data), "--trainable", "G"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.strip().startswith("G = "))
-    assert abs(float(line.split("=")[1]) - 6.674) < 1e-9
+    assert abs(float(line.split("=")[1].split("±")[0]) - 6.674) < 1e-9
     assert "fit report: 200 rows, target F" in out and "R^2 1.0000" in out
     fitted = out.split("fitted program:\n", 1)[1]
     assert fitted.startswith("(define G 6.67") and "(/ (* G (* m1 m2)) (pow r 2))" in fitted
@@ -99,7 +99,7 @@ def test_column_names_are_kept_as_written(gravity, tmp_path, capsys) -> None:
     assert main(["fit", str(program), str(data), "--trainable", "G"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.strip().startswith("G = "))
-    assert abs(float(line.split("=")[1]) - 6.674) < 1e-9
+    assert abs(float(line.split("=")[1].split("±")[0]) - 6.674) < 1e-9
     assert "fit report: 2 rows, target F" in out
 
 
@@ -117,3 +117,16 @@ def test_non_finite_param_start_is_an_error(gravity, capsys, param) -> None:
     program.write_text("(/ (* G (* m1 m2)) (pow r 2))\n")
     assert main(["fit", str(program), str(data), "--param", param]) == 1
     assert "finite number" in capsys.readouterr().err
+
+
+def test_fit_prints_each_constant_with_its_standard_error(gravity, capsys) -> None:
+    program, data = gravity
+    rows = np.loadtxt(data, delimiter=",", skiprows=1)
+    rows[:, 3] *= 1 + 0.02 * np.random.default_rng(1).standard_normal(len(rows))  # 2 % noise
+    np.savetxt(data, rows, delimiter=",", header="m1,m2,r,F", comments="")
+    assert main(["fit", str(program), str(data), "--trainable", "G"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("G = "))
+    value, stderr = (float(v) for v in line.split("=")[1].split("±"))
+    assert 0 < stderr < 0.05 and abs(value - 6.674) < 4 * stderr  # about 0.1 % at 2 % noise, 200 rows
+    assert "standard error" in out

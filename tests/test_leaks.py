@@ -53,7 +53,6 @@ def test_signature_cache_is_bounded() -> None:
     for n in range(MAX_SIGNATURES + 10):
         f(torch.ones(n))
     assert len(f._compiled.cache) == MAX_SIGNATURES
-    assert set(f._compiled.casts) <= set(f._compiled.cache)
 
 
 def test_generated_source_is_released_with_its_function() -> None:

@@ -141,6 +141,7 @@ def test_deepest_accepted_program_prints_back_to_source() -> None:
 # A 1 MB program
 
 
+@pytest.mark.slow
 def test_one_megabyte_sum() -> None:
     src = "(+ " + "1.25 " * 200_000 + "x)"
     assert len(src) >= 1_000_000
@@ -175,6 +176,7 @@ def test_program_larger_than_the_source_limit() -> None:
     assert str(limit) in info.value.message
 
 
+@pytest.mark.slow
 def test_error_on_a_megabyte_line_renders_briefly() -> None:
     src = "(+ " + "x " * 500_000 + "(sqrt 2.3.4))"
     start = time.perf_counter()
@@ -194,6 +196,7 @@ def let_star_chain(n: int) -> str:
     return "(let* ((a0 x) " + " ".join(f"(a{i} (+ a{i - 1} 1))" for i in range(1, n)) + f") a{n - 1})"
 
 
+@pytest.mark.slow
 def test_let_star_with_100000_bindings_compiles_in_linear_time() -> None:
     def compile_time(n: int) -> float:
         src = let_star_chain(n)
@@ -212,6 +215,7 @@ def test_let_star_with_100000_bindings_compiles_in_linear_time() -> None:
     assert ratio < 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, src, args", [
     ("lambda parameters", "(lambda (" + " ".join(f"x{i}" for i in range(N)) + f") (+ x0 x{N - 1}))", N),
     ("function parameters", "(define (f " + " ".join(f"p{i}" for i in range(N)) + ") (+ p0 p1))\n(f "
@@ -250,6 +254,7 @@ def test_long_chains_of_definitions_are_an_ncerror_or_compile(kind: str) -> None
     assert result in ("ok", "LimitError")
 
 
+@pytest.mark.slow
 def test_many_free_inputs_compile_in_bounded_memory() -> None:
     # In a child process limited to 3 GB of address space, so that the failure is a MemoryError there
     # and never memory exhaustion here.
@@ -272,6 +277,7 @@ def test_many_free_inputs_compile_in_bounded_memory() -> None:
 # Static unrolling and iteration limits
 
 
+@pytest.mark.slow
 def test_loop_unrolled_on_constants_stops_at_max_unroll() -> None:
     src = "(loop ((i 0) (s x)) (if (>= i 200000) s (recur (+ i 1) (+ s 1))))"
     start = time.perf_counter()

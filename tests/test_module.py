@@ -166,7 +166,7 @@ def test_pickling_the_whole_module():
     assert loaded.G.item() == 2.5 and isinstance(loaded.G, nn.Parameter)
     assert loaded.inputs == model.inputs
     assert loaded.training is False
-    assert loaded.options["max_iter"] == 17
+    assert loaded.options.max_iter == 17
     m1, m2, r = data()
     assert torch.equal(loaded(m1, m2, r), model(m1, m2, r))
 

@@ -18,6 +18,7 @@ LV = """
 """
 
 
+@pytest.mark.slow
 def test_compiled_rhs_with_dopri5_matches_nc_rk4() -> None:
     f = nc.compile_fn(LV)
     assert f.inputs == ("t", "y")

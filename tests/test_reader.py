@@ -265,3 +265,96 @@ def test_datum_comment_with_nothing_before_the_closing_bracket_is_an_error(src):
     with pytest.raises(ReadError) as info:
         read(src)
     assert info.value.column == src.index("#;") + 1
+
+
+# ---- ASCII only: whitespace, digits, line breaks ------------------------------------------------
+# Whitespace is exactly space, tab, LF, CR and form feed (nc.reader.WHITESPACE); lines end at LF,
+# CRLF (one break) or a lone CR. Everything else, Unicode look-alikes included, is a ReadError.
+WHITESPACE_FORMS = [
+    ("(a b)", [["a", "b"]]),
+    ("(a\tb)", [["a", "b"]]),
+    ("(a\nb)", [["a", "b"]]),
+    ("(a\rb)", [["a", "b"]]),
+    ("(a\r\nb)", [["a", "b"]]),
+    ("(a\fb)", [["a", "b"]]),
+    ("a ; comment\rb", ["a", "b"]),  # a lone CR ends a line comment
+    ("a ; comment\r\nb", ["a", "b"]),
+]
+
+
+@pytest.mark.parametrize("src, forms", WHITESPACE_FORMS, ids=[repr(s) for s, _ in WHITESPACE_FORMS])
+def test_ascii_whitespace_separates_tokens(src, forms):
+    assert read_plain(src) == forms
+
+
+# (source, line, column, text the message must contain, text the hint must contain)
+NON_ASCII = [
+    ("(+ x \u0663)", 1, 6, "'\u0663' (U+0663)", "ASCII digits"),  # ARABIC-INDIC DIGIT THREE
+    ("(+ x \uff11)", 1, 6, "U+FF11", "ASCII digits"),  # FULLWIDTH DIGIT ONE
+    ("(+ x 1\u0660)", 1, 7, "U+0660", "ASCII digits"),
+    ("\u0661e3", 1, 1, "U+0661", "ASCII digits"),
+    ("(+ x\u00a01)", 1, 5, "U+00A0", "separate tokens"),  # NO-BREAK SPACE
+    ("(+ x\u20281)", 1, 5, "U+2028", "separate tokens"),  # LINE SEPARATOR
+    ("(+ x\u20291)", 1, 5, "U+2029", "separate tokens"),  # PARAGRAPH SEPARATOR
+    ("(+ x\u30001)", 1, 5, "U+3000", "separate tokens"),  # IDEOGRAPHIC SPACE
+    ("(+ x\u00851)", 1, 5, "U+0085", "separate tokens"),  # NEXT LINE
+    ("(+ x\x1c1)", 1, 5, "U+001C", "separate tokens"),  # FILE SEPARATOR (str.splitlines breaks there)
+    ("(+ x\x1f1)", 1, 5, "U+001F", "separate tokens"),
+    ("(+ x\x0b1)", 1, 5, "U+000B", "separate tokens"),  # vertical tab
+    ("(+ x \x00)", 1, 6, "U+0000", None),
+    ("(+ x \udcff)", 1, 6, "U+DCFF", "ASCII"),  # a byte that was not UTF-8, kept by surrogateescape
+    ("(caf\u00e9 x)", 1, 5, "'\u00e9' (U+00E9)", "ASCII"),
+    ("(+ x \U0001f600)", 1, 6, "U+1F600", "ASCII"),
+]
+
+
+@pytest.mark.parametrize("src, line, column, text, hint", NON_ASCII, ids=[ascii(s) for s, *_ in NON_ASCII])
+def test_non_ascii_is_a_read_error_at_the_character(src, line, column, text, hint):
+    with pytest.raises(ReadError) as info:
+        nc.compile_fn(src)
+    err = info.value
+    assert (err.line, err.column, err.end_line, err.end_column) == (line, column, line, column)  # one character
+    assert text in err.message and "cannot appear in a program" in err.message
+    assert hint is None or (err.hint is not None and hint in err.hint)
+
+
+# (source, line, column) of the error (at the `1` called as a function, or the bad number): a lone CR and LF are one break each, CRLF is one break
+LINE_BREAKS = [
+    ("(+ x\r(1 2))", 2, 2),
+    ("(+ x\r\n(1 2))", 2, 2),
+    ("(+ x\n\r(1 2))", 3, 2),  # LF then CR: two breaks
+    ("(+ x\r\r\n(1 2))", 3, 2),  # CR then CRLF: two breaks
+    ("(+ x\r\r(1 2))", 3, 2),
+    ("(+ x\n\n(1 2))", 3, 2),
+    ("(+ x\r\n\r\n  2.3.4)", 3, 3),
+    ("; comment\r  (+ x\r   (1 2))", 3, 5),
+    ("#| a\r b |# (+ x\r\n (1 2))", 3, 3),
+    ("(+ 1\r 2.3.4)", 2, 2),
+    ("(+ 1\r\n 2.3.4)", 2, 2),
+]
+
+
+@pytest.mark.parametrize("src, line, column", LINE_BREAKS, ids=[ascii(s) for s, *_ in LINE_BREAKS])
+def test_line_and_column_after_each_kind_of_line_break(src, line, column):
+    with pytest.raises(nc.NCError) as info:
+        nc.compile_fn(src, name="p.nc")
+    err = info.value
+    assert (err.line, err.column) == (line, column)
+    assert str(err).startswith(f"p.nc:{line}:{column}: error: ")
+    shown = str(err).splitlines()[1]
+    assert "\r" not in shown and shown.endswith(Source(src).line_text(line))
+
+
+def test_line_text_stops_at_every_kind_of_line_break():
+    src = Source("a\rb\r\nc\nd")
+    assert [src.line_text(i) for i in range(1, 5)] == ["a", "b", "c", "d"]
+    assert [src.position(i) for i in (0, 2, 5, 7)] == [(1, 1), (2, 1), (3, 1), (4, 1)]
+
+
+@pytest.mark.parametrize("src", [s for s, *_ in NON_ASCII], ids=[ascii(s) for s, *_ in NON_ASCII])
+def test_the_reference_evaluator_reads_the_same_characters(src):
+    import refeval  # tests/refeval.py: the independent reader the property tests compare with
+
+    with pytest.raises(refeval.RefError):
+        refeval.read(src)
+    assert [refeval.read(s) for s, _ in WHITESPACE_FORMS] == [read_plain(s) for s, _ in WHITESPACE_FORMS]

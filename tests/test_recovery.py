@@ -28,6 +28,8 @@ import torch
 import nc
 from nc.errors import CallError
 
+pytestmark = pytest.mark.slow  # fits many models
+
 F64 = torch.float64
 NOISE_SEED = 0
 FEYNMAN_JSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "feynman15.json"

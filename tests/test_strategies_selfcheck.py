@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import VECTOR_INPUTS, conditioning_ok, input_shapes, inputs, mutated_programs, programs
 
+pytestmark = pytest.mark.slow  # hundreds of generated programs: about 40 s
+
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
