@@ -37,12 +37,13 @@ from typing import Any
 import mpmath
 import numpy as np
 
-__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
+__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_NESTING", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
            "inputs_of", "read"]
 
 MAX_ITER = 1000
 MAX_SIZE = 4096
 MAX_STEPS = 100_000
+MAX_NESTING = 500  # deeper programs are a RefError whatever Python's recursion limit (nc raises it)
 
 
 class RefError(Exception):
@@ -89,6 +90,7 @@ class _Reader:
     def __init__(self, src: str) -> None:
         self.src = src
         self.i = 0
+        self.depth = 0
 
     def error(self, msg: str, at: int | None = None) -> RefError:
         """A RefError naming 1-based line and column of offset `at` (default: the cursor)."""
@@ -146,6 +148,9 @@ class _Reader:
     def _list(self) -> Form:
         start, opener = self.i, self.src[self.i]
         closer = ")" if opener == "(" else "]"
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"nesting deeper than {MAX_NESTING} (refeval's limit)", start)
         self.i += 1
         items: list[Datum] = []
         while True:
@@ -159,6 +164,7 @@ class _Reader:
                 self.i += 1
                 break
             items.append(self.datum())
+        self.depth -= 1
         if opener == "[":
             return Form([Sym("vec", start), *items], start, bracket=True)
         return Form(items, start)
