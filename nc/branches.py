@@ -96,10 +96,11 @@ class BranchState:
             return False
         return None
 
-    def note_comparison(self, out: Var, template: str, name: str, span: Span | None) -> None:
-        """Remember that ``out`` is the 0/1 result of a comparison, so an ``if`` can use its mask."""
-        if template.endswith(".to({dt})") and out.id not in self.comparisons:
-            self.comparisons[out.id] = (template[: -len(".to({dt})")], self.build.eqns[-1].args, name, span)
+    def note_comparison(self, out: Var, mask_code: str, name: str, span: Span | None) -> None:
+        """Remember that ``out`` is the 0/1 result of a comparison whose boolean is ``mask_code``,
+        so an ``if`` on it can use the boolean directly."""
+        if out.id not in self.comparisons:
+            self.comparisons[out.id] = (mask_code, self.build.eqns[-1].args, name, span)
 
     def truth_mask(self, test: Value) -> Var:
         """The boolean mask where ``test`` is non-zero."""

@@ -129,7 +129,7 @@ def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: lis
     assert value is not None
     init = [tr.build.atom(s) if not isinstance(s, Var) else s for s in state]
     ranks = tuple(len(pshape_of(s)) for s in state)
-    return tr.branches.record("%loop", "", init, pshape_of(value), span, region=region,
+    return tr.branches.record("%loop", code_of("%loop"), init, pshape_of(value), span, region=region,
                      params={"ranks": ranks, "value_rank": len(pshape_of(value)), "max_iter": tr.options.max_iter})
 
 

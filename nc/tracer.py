@@ -9,6 +9,7 @@ import this one and never the other way round.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,10 +22,9 @@ from . import shapes as sh
 from .branches import BranchState
 from .builder import Budget, Builder, Limits
 from .callstack import CallStack
-from .domains import rule_for
 from .errors import LimitError, NCTypeError, ShapeError, Span
 from .options import CompileOptions
-from .primitives import Primitive, evaluator, format_code
+from .primitives import TABLE, Primitive, evaluator, format_code
 from .program import Promo, Recording, Var, join_promo, live_equations
 from .values import F64, Env, Promote, SizeDependent, Value, is_concrete, pshape_of
 
@@ -61,7 +61,7 @@ class Tracer:
         self.inputs: dict[str, Value] = {}
         self.modules: dict[str, nn.Module] = dict(modules or {})
         self.modules_used: list[str] = []
-        self.domain_sites: list[tuple[str, str, Span | None]] = []
+        self.domain_sites: list[tuple[str, int, Span | None]] = []
 
     # ---- entry --------------------------------------------------------------------------------
     def new_input(self, pshape: sh.Shape, promo: Promo | None = None) -> Var:
@@ -99,28 +99,28 @@ class Tracer:
             raise ShapeError(text, span) from None
         template = code if code is not None else prim.template(len(args), shapes, params)
         if all(is_concrete(a) for a in args):
-            return self.fold(prim, template, args, params, span)
+            return self.fold(prim, template, args, params, out_shape, span)
         if prim.align:
             rank = sh.rank_of(shapes)
             args = [self.branches.align(a, rank) if isinstance(a, Var) and a.rank < rank else a for a in args]
         promo = None
-        if prim.align or prim.family in ("elementwise", "arithmetic"):
+        if prim.promotes:
             promo = join_promo(*(a.promo for a in args if isinstance(a, Var)))
         if self.check_domain:
-            self.domain_check(prim, template, args, span)
+            self.domain_check(prim, args, span)
         out = self.branches.record(prim.name, template, args, out_shape, span, params=params,
                                    py_scalars=prim.py_scalars, promo=promo)
-        if prim.family == "comparison":
-            self.branches.note_comparison(out, template, prim.name, span)
+        if prim.mask and template == prim.code:
+            self.branches.note_comparison(out, prim.mask, prim.name, span)
         return out
 
-    def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
+    def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any], out_shape: sh.Shape,
              span: Span | None) -> torch.Tensor:
         """Compute a primitive on concrete arguments while tracing."""
-        n = params.get("n")
         limit = self.limits.constant_elements
-        if n is not None and n * (n if prim.name == "eye" else 1) > limit:
-            raise LimitError(f"({prim.name} {n}) would have more than {limit} elements", span)
+        if prim.family == "constructor" and math.prod(s or 0 for s in out_shape) > limit:
+            sizes = " ".join(str(v) for v in params.values())
+            raise LimitError(f"({prim.name} {sizes}) would have more than {limit} elements", span)
         # A template of all arguments ({*}) keeps its {*}: one variadic folder serves every length.
         code = format_code(template.replace("{*}", "{_all_}"), [f"{{{k}}}" for k in range(len(args))],
                            {**params, "dt": "{dt}", "_all_": "{*}"})
@@ -143,16 +143,16 @@ class Tracer:
                 raise ShapeError(f"{prim.name} stacks scalars, got {sh.show(a.pshape)}", span,
                                  hint="use concat to join vectors")
 
-    def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
+    def domain_check(self, prim: Primitive, args: list[Value], span: Span | None) -> None:
         """Record a check that the arguments are in the primitive's domain where this code runs."""
-        if rule_for(template) is None:
+        if len(args) not in prim.domains:
             return
         mask = self.branches.path_mask(max(len(pshape_of(a)) for a in args))
-        self.domain_sites.append((template, prim.name, span))
+        self.domain_sites.append((prim.name, len(args), span))
         site = len(self.domain_sites) - 1
         head = [mask] if mask is not None else []
-        code = f"DOMAIN({site}, {'{0}' if mask is not None else 'None'}, " + \
-            ", ".join(f"{{{k + len(head)}}}" for k in range(len(args))) + ")"
+        code = TABLE["%domain"].template(len(head) + len(args), [()] * (len(head) + len(args)),
+                                         {"site": site, "masked": mask is not None})
         self.branches.record("%domain", code, [*head, *args], (), span, params={"effect": True})
 
     # ---- compile-time values ------------------------------------------------------------------
