@@ -111,6 +111,7 @@ class Function:
     params: tuple[Binding, ...]  # value is a placeholder Const; key identifies the parameter
     body: Expr
     tail_loop: bool = False
+    tail_group: Loop | None = None  # the loop that runs this function's group of mutual tail calls
     span: Span | None = _span()
 
 

@@ -28,8 +28,16 @@ def trace_loop_node(tr: Tracer, node: ir.Loop, env: Env) -> Value:
     return trace_loop(tr, node.key, list(node.bindings), inits, node.body, env, node.span)
 
 
+class FillShape(Exception):
+    """Internal: a loop variable that started as a fill (a tail group's idle parameter) needs another shape."""
+
+    def __init__(self, index: int, pshape: sh.Shape) -> None:
+        super().__init__(index, pshape)
+        self.index, self.pshape = index, pshape
+
+
 def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list[Value], body: ir.Expr,
-               env: Env, span: Span | None) -> Value:
+               env: Env, span: Span | None, *, fills: frozenset[int] = frozenset()) -> Value:
     """Unroll while the exit is decided by constants; then the rest is one masked loop."""
     state = list(inits)
     for _ in range(tr.limits.unroll):
@@ -43,7 +51,7 @@ def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list
             continue
         # This iteration is traced again as the masked loop's body; what it recorded here is
         # dead and dead-code elimination drops it (deleting it now would strand memoised guards).
-        return masked_loop(tr, key, bindings, state, body, env, span)
+        return masked_loop(tr, key, bindings, state, body, env, span, fills)
     raise LimitError(f"this loop ran {tr.limits.unroll} iterations while tracing without exiting", span,
                      hint="a loop whose exit depends only on constants is unrolled; check its exit test")
 
@@ -58,7 +66,9 @@ def bind(env: Env, bindings: Sequence[ir.Binding], values: Sequence[Value]) -> E
 def tail(tr: Tracer, key: str, node: ir.Expr, env: Env) -> TailResult:
     """Trace a loop body in tail position: each leaf either exits with a value or recurs."""
     if isinstance(node, ir.Recur) and node.key == key:
-        return TailResult(False, None, [tr.expr(a, env) for a in node.args])
+        state = [tr.expr(a, env) for a in node.args]
+        check_fills(tr, key, state, env)
+        return TailResult(False, None, state)
     if isinstance(node, ir.Let):
         return tail(tr, key, node.body, bind_let(tr, node, env))
     if isinstance(node, ir.Letrec):
@@ -71,6 +81,19 @@ def tail(tr: Tracer, key: str, node: ir.Expr, env: Env) -> TailResult:
             return tail(tr, key, node.then if choice else node.orelse, env)
         return tail_branches(tr, key, node, test, env)
     return TailResult(True, tr.expr(node, env), None)
+
+
+def check_fills(tr: Tracer, key: str, state: list[Value], env: Env) -> None:
+    """Stop at once when a tail group calls a member whose parameters started with guessed shapes
+    that are wrong (the callers are traced before their callees, so its body sees no bad guess)."""
+    fills = tr.loop_fills.get(key)
+    if fills is None:
+        return
+    bindings, indices = fills
+    for i in indices:
+        have = env.get(bindings[i].key)
+        if pshape_of(state[i]) != pshape_of(have):
+            raise FillShape(i, pshape_of(state[i]))
 
 
 def tail_branches(tr: Tracer, key: str, node: ir.If, test: Value, env: Env) -> TailResult:
@@ -111,7 +134,7 @@ def merge(tr: Tracer, mask: Var, a: Value | None, b: Value | None, span: Span | 
 
 
 def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: list[Value], body: ir.Expr,
-                env: Env, span: Span | None) -> Value:
+                env: Env, span: Span | None, fills: frozenset[int] = frozenset()) -> Value:
     if tr.abstract and any(isinstance(v, Var) and v.sizedep for v in state):
         raise SizeDependent()
     region_eqns: list = []
@@ -120,9 +143,16 @@ def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: lis
     ctx = tr.build.new_ctx(active, Region((active, *params), region_eqns, ()))
     for p in (active, *params):
         p.ctx = ctx
-    with tr.build.into(ctx, region_eqns):
-        result = tail(tr, key, body, bind(env, bindings, params))
-        outputs = region_outputs(tr, result, params, bindings, span)
+    saved = tr.loop_fills.get(key)
+    tr.loop_fills[key] = (tuple(bindings), fills)
+    try:
+        with tr.build.into(ctx, region_eqns):
+            result = tail(tr, key, body, bind(env, bindings, params))
+            outputs = region_outputs(tr, result, params, bindings, span, fills)
+    finally:
+        tr.loop_fills.pop(key)
+        if saved is not None:
+            tr.loop_fills[key] = saved
     needed = {a.id for a in outputs if isinstance(a, Var)}
     region = Region((active, *params), live_equations(region_eqns, needed), outputs)
     value = result.value
@@ -134,11 +164,13 @@ def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: lis
 
 
 def region_outputs(tr: Tracer, result: TailResult, params: list[Var], bindings: Sequence[ir.Binding],
-                   span: Span | None) -> tuple:
+                   span: Span | None, fills: frozenset[int] = frozenset()) -> tuple:
     if result.value is None:
         raise NCTypeError("this loop never exits: every branch of its body recurs", span)
     nxt = result.state if result.state is not None else params
-    for p, n, b in zip(params, nxt, bindings):
+    for i, (p, n, b) in enumerate(zip(params, nxt, bindings)):
+        if pshape_of(n) != p.pshape and i in fills:
+            raise FillShape(i, pshape_of(n))
         if pshape_of(n) != p.pshape:
             raise ShapeError(f"loop variable '{b.name}' starts as {sh.show(p.pshape)} but recurs with "
                              f"{sh.show(pshape_of(n))}", b.span,

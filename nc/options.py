@@ -22,6 +22,12 @@ DEFAULT_MAX_ITER = 1000
 MAX_MAX_ITER = 1_000_000
 """Largest ``max_iter`` accepted: a masked loop runs at most this many steps per call."""
 
+DEFAULT_MAX_DEPTH = 256
+"""Default ``max_depth``: deepest recursion on input values (frames on each element's stack)."""
+
+MAX_MAX_DEPTH = 100_000
+"""Largest ``max_depth`` accepted."""
+
 MAX_RANK = 8
 """Most per-example axes an input may have (declared or inferred)."""
 
@@ -78,6 +84,13 @@ def check_max_iter(value: Any) -> int:
     return int(value)
 
 
+def check_max_depth(value: Any) -> int:
+    if not _is_int(value) or not 1 <= value <= MAX_MAX_DEPTH:
+        raise CallError(f"max_depth must be an integer from 1 to {MAX_MAX_DEPTH:,}, got {value!r}",
+                        hint="max_depth bounds recursion on input values that is not a tail call")
+    return int(value)
+
+
 def _frozen_shapes(value: Any) -> dict[str, Shape | None]:
     return check_shapes("shapes", value)
 
@@ -111,6 +124,7 @@ class CompileOptions:
     name: str = attrs.field(default="<program>", converter=_name)
     check_domain: bool = attrs.field(default=False, converter=_flag)
     module_shapes: dict[str, Shape | None] = attrs.field(factory=dict, converter=_frozen_module_shapes)
+    max_depth: int = attrs.field(default=DEFAULT_MAX_DEPTH, converter=check_max_depth)
 
     def declared(self) -> dict[str, Shape]:
         """The declared shapes (names given ``None`` left out)."""

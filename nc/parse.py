@@ -15,6 +15,7 @@ from .parser import Owner, Parser, is_head
 from .reader import Form, Lst, Sym, read
 from .scope import Bound, Scope
 from .suggest import FOREIGN_NAMES
+from .tailcalls import make_tail_groups
 
 
 def parse(source_text: str, *, name: str = "<program>", promote: Sequence[str] = (),
@@ -45,7 +46,8 @@ def parse_program(p: Parser, forms: list[Form]) -> ir.SourceProgram:
     body, lambda_params = parse_result(p, result)
     inputs, spans = find_inputs(p, lambda_params)
     used = tuple(n for n in p.constants if n in p.reachable and n not in p.promote)
-    return ir.SourceProgram(constants=tuple(p.constants.values()), functions=tuple(p.functions.values()),
+    functions = make_tail_groups(p.functions, p.keys)
+    return ir.SourceProgram(constants=tuple(p.constants.values()), functions=tuple(functions.values()),
                       result=body, inputs=inputs, input_spans=spans, used_constants=used,
                       source_text=p.source.text)
 

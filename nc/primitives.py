@@ -116,6 +116,22 @@ def _ref_code(shapes: list[sh.Shape], *, i: int, j: int | None = None) -> str:
     return "{0}[..., " + f"{i}" + ", :" * (rank - 1) + "]"
 
 
+def _ref_at_shape(v: sh.Shape, i: sh.Shape, **_: Any) -> sh.Shape:
+    """``(ref v i)`` with an index known only per element: the index is a scalar."""
+    sh.need_rank(v, 1, "ref")
+    if i:
+        raise sh.ShapeMismatch(f"ref needs a single number as index, got {sh.show(i)}")
+    return v[1:]
+
+
+def _roll_by_shape(v: sh.Shape, k: sh.Shape, **_: Any) -> sh.Shape:
+    """``(roll v k)`` with a shift known only per element: the shift is a scalar."""
+    sh.need_rank(v, 1, "roll")
+    if k:
+        raise sh.ShapeMismatch(f"roll needs a single number as shift, got {sh.show(k)}")
+    return v
+
+
 def _solve_code(shapes: list[sh.Shape]) -> str:
     if len(shapes[1]) == 1:
         return "torch.linalg.solve_ex({0}, {1}.unsqueeze(-1)).result.squeeze(-1)"
@@ -366,6 +382,23 @@ row(name="%domain", arity=(1, None), code=_domain_code, **_INTERNAL,
     doc="check_domain=True: DOMAIN(site, mask or None, args) raises where the arguments leave the domain")
 row(name="%truth[]", arity=(2, 2), code="{0} != {1}", **_INTERNAL,  # code: the comparison's `mask`
     doc="an if's mask taken from a comparison directly; recorded as %truth[<name of the comparison>]")
+row(name="%ref", arity=(2, 2), code="_rt.ref_at({0}, {1}, {n}, {rank})", shape=_ref_at_shape, **_INTERNAL,
+    doc="(ref v i) with an index that depends on the data: a per-element gather, NaN out of range",
+    domains={2: Domain(ok=lambda i, n: (i == torch.round(i)) & (i >= 0) & (i < n), shown=0,
+                       message="ref needs an integral index in range", doc="index not integral or out of range",
+                       outside=(5.0, 3.0))})
+row(name="%roll", arity=(2, 2), code="_rt.roll_by({0}, {1}, {rank})", shape=_roll_by_shape, **_INTERNAL,
+    doc="(roll v k) with a shift that depends on the data: a per-element gather, NaN for a non-integral shift",
+    domains={1: Domain(ok=lambda k: k == torch.round(k), shown=0, message="roll needs an integral shift",
+                       doc="shift not integral", outside=(0.5,))})
+row(name="%push", arity=(4, 4), code="_rt.stack_push({0}, {1}, {2}, {3})", **_INTERNAL,
+    doc="recursion on data: write a frame on top of each element's stack where the mask holds")
+row(name="%peek", arity=(2, 2), code="_rt.stack_peek({0}, {1})", **_INTERNAL,
+    doc="recursion on data: the top frame of each element's stack")
+row(name="%pack", arity=(1, None), code="_rt.pack_frame({ranks}, {*})", **_INTERNAL,
+    doc="recursion on data: flatten a frame's values into one row")
+row(name="%field", arity=(1, 1), code="_rt.frame_field({0}, {start}, {shape})", **_INTERNAL,
+    doc="recursion on data: one value of a frame row")
 row(name="%loop", arity=(0, None), code="", **_INTERNAL,
     doc="a masked loop: its body is a region of equations, lowered to _rt.masked_loop")
 row(name="learned:", arity=(1, None), code=_learned_code, **_INTERNAL,

@@ -172,3 +172,67 @@ def broadcast_batch(xs: Sequence[torch.Tensor], ranks: Sequence[int]) -> list[to
     """Expand arguments to one common batch shape, keeping each one's per-example axes."""
     batch = torch.broadcast_shapes(*(x.shape[: x.dim() - r] for x, r in zip(xs, ranks)))
     return [x.expand(tuple(batch) + tuple(x.shape[x.dim() - r :])) for x, r in zip(xs, ranks)]
+
+
+def ref_at(v: torch.Tensor, i: torch.Tensor, n: int, rank: int) -> torch.Tensor:
+    """``(ref v i)`` with an index that depends on the data: element ``i`` of the first
+    per-example axis of ``v`` (per-example rank ``rank``, that axis of size ``n``), per element.
+
+    An index that is not an integer in ``[0, n)`` gives NaN. The element is selected with a
+    one-hot mask and a sum, so the gradient reaches only the selected element and NaN elsewhere
+    in ``v`` cannot leak; batch axes of ``v`` and ``i`` broadcast.
+    """
+    ok = (i == torch.round(i)) & (i >= 0) & (i < n)
+    idx = torch.where(ok, i, torch.zeros_like(i)).to(torch.long)
+    hit = torch.arange(n, device=v.device) == idx.unsqueeze(-1)
+    hit = hit.reshape(hit.shape + (1,) * (rank - 1))
+    zero = torch.zeros((), dtype=v.dtype, device=v.device)
+    out = torch.where(hit, v, zero).sum(-rank)
+    ok = ok.reshape(ok.shape + (1,) * (rank - 1))
+    return torch.where(ok, out, torch.full((), float("nan"), dtype=out.dtype, device=out.device))
+
+
+def roll_by(v: torch.Tensor, k: torch.Tensor, rank: int) -> torch.Tensor:
+    """``(roll v k)`` with a shift that depends on the data: ``torch.roll`` on the last axis per
+    element (a gather). A shift that is not an integer gives NaN."""
+    n = v.shape[-1]
+    ok = (k == torch.round(k)).reshape(k.shape + (1,) * rank)
+    if n == 0:
+        return v
+    kk = torch.where(ok, k.reshape(ok.shape), torch.zeros((), dtype=k.dtype, device=k.device)).to(torch.long)
+    idx = torch.remainder(torch.arange(n, device=v.device) - kk, n)
+    vb, ib = torch.broadcast_tensors(v, idx)
+    out = torch.gather(vb, -1, ib)
+    return torch.where(ok, out, torch.full((), float("nan"), dtype=out.dtype, device=out.device))
+
+
+def stack_push(stack: torch.Tensor, sp: torch.Tensor, row: torch.Tensor, do: torch.Tensor) -> torch.Tensor:
+    """Write ``row`` at slot ``sp`` of a per-element stack ``[..., depth, width]`` where ``do`` holds
+    (out of place: a one-hot select, so every `torch.func` transform follows it)."""
+    depth = stack.shape[-2]
+    idx = sp.clamp(0, depth - 1).to(torch.long)
+    hit = (torch.arange(depth, device=stack.device) == idx.unsqueeze(-1)) & do.unsqueeze(-1)
+    return torch.where(hit.unsqueeze(-1), row.unsqueeze(-2), stack)
+
+
+def stack_peek(stack: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:
+    """The row at slot ``sp - 1`` (the top) of a per-element stack (row 0 where the stack is empty)."""
+    depth = stack.shape[-2]
+    idx = (sp - 1).clamp(0, depth - 1).to(torch.long)
+    hit = torch.arange(depth, device=stack.device) == idx.unsqueeze(-1)
+    zero = torch.zeros((), dtype=stack.dtype, device=stack.device)
+    return torch.where(hit.unsqueeze(-1), stack, zero).sum(-2)
+
+
+def pack_frame(ranks: Sequence[int], *xs: torch.Tensor) -> torch.Tensor:
+    """Flatten per-example values (of the given per-example ranks) into one row on the last axis."""
+    flat = [x.reshape(*x.shape[: x.dim() - r], -1) for x, r in zip(xs, ranks)]
+    return concat_last(*flat)
+
+
+def frame_field(row: torch.Tensor, start: int, shape: Sequence[int]) -> torch.Tensor:
+    """One value of a frame row: ``row[..., start:start + size]`` in its per-example shape."""
+    size = 1
+    for d in shape:
+        size *= d
+    return row[..., start: start + size].reshape(tuple(row.shape[:-1]) + tuple(shape))

@@ -26,7 +26,7 @@ from .errors import LimitError, NCTypeError, ShapeError, Span
 from .options import CompileOptions
 from .primitives import TABLE, Primitive, evaluator, format_code
 from .program import Promo, Recording, Var, join_promo, live_equations
-from .values import F64, Env, Promote, SizeDependent, Value, is_concrete, pshape_of
+from .values import F64, Env, NeedStatic, Promote, SizeDependent, Value, is_concrete, pshape_of
 
 Rule = Callable[["Tracer", Any, Env], Value]
 """How one kind of IR node is traced: ``rule(tracer, node, env) -> value``."""
@@ -62,15 +62,19 @@ class Tracer:
         self.modules: dict[str, nn.Module] = dict(modules or {})
         self.modules_used: list[str] = []
         self.domain_sites: list[tuple[str, int, Span | None]] = []
+        # tail groups being traced as masked loops: their loop variables and which start as fills
+        self.loop_fills: dict[str, tuple[tuple[ir.Binding, ...], frozenset[int]]] = {}
+        self.replays: dict[str, Any] = {}  # functions running on a stack: key -> nc.recursion.Replay
 
     # ---- entry --------------------------------------------------------------------------------
     def new_input(self, pshape: sh.Shape, promo: Promo | None = None) -> Var:
         """A traced input of per-example shape ``pshape`` (before `run`)."""
         return self.build.new_var(pshape, promo=promo)
 
-    def run(self, inputs: dict[str, Var]) -> Recording:
-        """Trace the whole program on ``inputs`` into a `Recording`."""
-        self.inputs = dict(inputs)
+    def run(self, inputs: dict[str, Var], statics: Mapping[str, torch.Tensor] | None = None) -> Recording:
+        """Trace the whole program on ``inputs`` into a `Recording`; ``statics`` are the values of
+        static inputs (constants in this trace, still parameters of the recorded function)."""
+        self.inputs = {**inputs, **(statics or {})}
         for name in self.ir.used_constants:  # in source order: a long chain of definitions needs no deep recursion
             self.expr(ir.Global(name=name, span=self.constants_ir[name].span), Env())
         output = self.build.atom(self.expr(self.ir.result, Env()))
@@ -161,7 +165,12 @@ class Tracer:
         if isinstance(v, Var):
             if v.sizedep and self.abstract:
                 raise SizeDependent()
-            raise NCTypeError(f"{what} must be a constant, but it depends on the inputs", span)
+            names = self.input_deps(v)
+            if names:
+                raise NeedStatic(names)
+            raise NCTypeError(f"{what} must be a constant: tensor shapes cannot depend on data", span,
+                              hint="use a constant, or an input passed as a Python int at call time "
+                                   "(a static input)")
         if v.dim() != 0:
             raise NCTypeError(f"{what} must be a single number, got {sh.show(tuple(v.shape))}", span)
         x = float(v)
@@ -170,6 +179,27 @@ class Tracer:
         if x > self.limits.static_int:
             raise LimitError(f"{what} is {x:g}, more than nc.trace.MAX_STATIC_INT = 2**53", span)
         return int(x)
+
+    def input_deps(self, v: Var) -> frozenset[str]:
+        """The inputs ``v`` is computed from, when it is computed from inputs alone (else empty):
+        those can be static inputs."""
+        by_out = {e.out.id: e for e in (*self.build.top_eqns, *self.build.eqns)}
+        names = {x.id: n for n, x in self.inputs.items() if isinstance(x, Var)}
+        found: set[str] = set()
+        stack, seen = [v.id], set()
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            if i in names:
+                found.add(names[i])
+                continue
+            eqn = by_out.get(i)
+            if eqn is None or eqn.region is not None or eqn.prim.startswith("learned:"):
+                return frozenset()  # a loop variable or a learned component: not inputs alone
+            stack.extend(a.id for a in eqn.args if isinstance(a, Var))
+        return frozenset(found)
 
     def module_index(self, name: str) -> int:
         """The index of a learned component in the program's table (``X<index>`` in generated code)."""

@@ -31,6 +31,15 @@ class SizeDependent(Exception):
     """Internal: the compile-time pass met control flow on a size that only a call will know."""
 
 
+class NeedStatic(Exception):
+    """Internal: inputs reach a place that needs an integer constant (a size, a step count); the
+    program is traced again with them as static inputs, Python ints given at call time."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        super().__init__(names)
+        self.names = names
+
+
 class Env:
     """Bindings of IR keys to values, chained lexically."""
 

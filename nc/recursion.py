@@ -1,0 +1,227 @@
+"""Recursion on input values that is not a tail call: an explicit per-element stack in a masked loop.
+
+A function ``f`` whose recursive calls depend on the inputs becomes a state machine stepped by
+one ``%loop``. Its state is the current activation (``f``'s parameters, the results of the
+recursive call sites already returned and which ones have: *filled*), a stack of suspended
+activations (``[max_depth, width]`` rows per element) and the stack pointer. One step *replays*
+the body: a call site that has returned gives its saved result; the first one that has not
+suspends the activation (its frame is pushed with the site's number and the callee's arguments
+become the parameters). An activation that returns pops its caller's frame and fills the site
+it waited on. The function is pure, so replaying the work before a site gives the values it
+gave the first time. The root's return exits the element; an element deeper than ``max_depth``
+exits with NaN, and one that needs more than ``max_iter`` steps (each call and each return to a
+caller is one step) gives NaN as every masked loop does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from . import ir
+from . import shapes as sh
+from .errors import NCTypeError, ShapeError, Span
+from .primitives import TABLE, code_of
+from .program import Region, Var, live_equations
+from .tailcalls import children
+from .tracer import Tracer
+from .values import F64, Env, SizeDependent, Value, pshape_of
+
+
+class RecurseOnData(Exception):
+    """Internal: a function recursed on a value that depends on the inputs, not as a tail call."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class ResultShape(Exception):
+    """Internal: the function returns another shape than guessed; trace the loop again."""
+
+    def __init__(self, pshape: sh.Shape) -> None:
+        super().__init__(pshape)
+        self.pshape = pshape
+
+
+class Replay:
+    """The recursive call sites of one function being traced as a state machine step."""
+
+    def __init__(self, fn: ir.Function, sites: dict[int, int], filled: list[Var], results: list[Var]) -> None:
+        self.fn, self.sites, self.filled, self.results = fn, sites, filled, results
+        self.seen: set[int] = set()
+        self.suspended: Var | None = None
+        self.calls: list[tuple[Var, list[Value], int]] = []
+
+    def site(self, tr: Tracer, node: ir.Call, args: list[Value]) -> Value:
+        j = self.sites.get(id(node))
+        if j is None or j in self.seen:
+            raise NCTypeError(f"'{self.fn.name}' recurses on a value that depends on the inputs through another "
+                              "function or a loop; only its own calls can run on a stack", node.span,
+                              hint="call the function directly from its own body")
+        self.seen.add(j)
+        path = tr.branches.path_mask(0)
+        assert path is not None  # inside the loop region there is always the active mask
+        here = mask_and(tr, path, tr.branches.negate(tr.branches.truth_mask(self.filled[j])))
+        if self.suspended is not None:
+            here = mask_and(tr, here, tr.branches.negate(self.suspended))
+            self.suspended = mask_or(tr, self.suspended, here)
+        else:
+            self.suspended = here
+        self.calls.append((here, args, j))
+        return self.results[j]
+
+
+def mask_and(tr: Tracer, a: Var, b: Var) -> Var:
+    return tr.branches.record("%and", code_of("%and"), (a, b), sh.broadcast(a.pshape, b.pshape), None,
+                              guard=False, mask=True)
+
+
+def mask_or(tr: Tracer, a: Var, b: Var) -> Var:
+    na, nb = tr.branches.negate(a), tr.branches.negate(b)
+    return tr.branches.negate(mask_and(tr, na, nb))
+
+
+def call_sites(fn: ir.Function) -> dict[int, int]:
+    """The calls of ``fn`` in its body, numbered in source order (an explicit stack, no recursion)."""
+    found: list[tuple[int, int]] = []
+    stack: list[Any] = [fn.body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ir.Call) and n.fn == fn.key:
+            found.append((n.span.start if n.span is not None else 0, id(n)))
+        if isinstance(n, ir.Letrec):
+            stack.extend(f.body for f in n.fns)
+        stack.extend(c for c, _ in children(n))
+    return {node: k for k, (_, node) in enumerate(sorted(found))}
+
+
+def trace_recursion(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env, span: Span | None) -> Value:
+    """``fn`` on ``args`` as one masked loop over an explicit stack (see the module docstring)."""
+    shape: sh.Shape = ()
+    for _ in range(3):
+        try:
+            return recursion_loop(tr, fn, args, closure, span, shape)
+        except ResultShape as e:
+            if e.pshape == shape:
+                raise
+            shape = e.pshape
+    raise ShapeError(f"'{fn.name}' returns values of different shapes", span)
+
+
+def numel(shape: sh.Shape) -> int:
+    if any(d is None for d in shape):
+        raise SizeDependent()
+    return math.prod(shape)  # type: ignore[arg-type]
+
+
+def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env, span: Span | None,
+                   rshape: sh.Shape) -> Value:
+    sites = call_sites(fn)
+    m, depth = len(sites), tr.options.max_depth
+    pshapes = [pshape_of(a) for a in args]
+    layout = [*pshapes, *([rshape] * m), *([()] * m), ()]
+    width = sum(numel(s) for s in layout)
+    b = tr.build
+    region_eqns: list = []
+    active = b.new_var((), mask=True)
+    params = [b.new_var(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), ())]
+    ctx = b.new_ctx(active, Region((active, *params), region_eqns, ()))
+    for p in (active, *params):
+        p.ctx = ctx
+    k = len(pshapes)
+    P, R, F = params[:k], params[k:k + m], params[k + m:k + 2 * m]
+    stack, sp = params[-2], params[-1]
+    replay = Replay(fn, sites, F, R)
+    saved = tr.replays.get(fn.key)
+    tr.replays[fn.key] = replay
+    try:
+        with b.into(ctx, region_eqns):
+            inner = Env(closure)
+            for binding, v in zip(fn.params, P):
+                inner.vars[binding.key] = v
+            value = tr.expr(fn.body, inner)
+            if pshape_of(value) != rshape:
+                raise ResultShape(pshape_of(value))
+            outputs = step_outputs(tr, replay, P, R, F, stack, sp, value, layout, span)
+    finally:
+        del tr.replays[fn.key]
+        if saved is not None:
+            tr.replays[fn.key] = saved
+    needed = {a.id for a in outputs if isinstance(a, Var)}
+    region = Region((active, *params), live_equations(region_eqns, needed), outputs)
+    init: list[Any] = [*args, *[torch.zeros(rshape, dtype=F64)] * m, *[torch.tensor(0.0, dtype=F64)] * m,  # type: ignore[arg-type]
+                       torch.zeros((depth, width), dtype=F64), torch.tensor(0.0, dtype=F64)]
+    init = [b.atom(s) if not isinstance(s, Var) else s for s in init]
+    ranks = tuple(len(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), ()))
+    return tr.branches.record("%loop", code_of("%loop"), init, rshape, span, region=region,
+                              params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter})
+
+
+def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], stack: Var, sp: Var,
+                 value: Value, layout: list[sh.Shape], span: Span | None) -> tuple:
+    """(exit mask, exit value, next state) of one step, from what the replayed body did."""
+    br = tr.branches
+
+    def const(x: float) -> torch.Tensor:
+        return torch.tensor(x, dtype=F64)
+
+    def prim(name: str, a: Value, c: Value) -> Value:
+        row = TABLE[name]
+        return tr.apply(row, [a, c], None, code=row.code)  # type: ignore[arg-type]
+
+    def mask(v: Value) -> Var:
+        return br.truth_mask(v)
+
+    susp = replay.suspended
+    if susp is None:
+        raise NCTypeError(f"'{replay.fn.name}' never calls itself here", span)
+    ret = br.negate(susp)
+    at_root = mask(prim("=", sp, const(0.0)))
+    popm = mask_and(tr, ret, br.negate(at_root))
+    overflow = mask_and(tr, susp, mask(prim(">=", sp, const(float(tr.options.max_depth)))))
+    exits = mask_or(tr, mask_and(tr, ret, at_root), overflow)
+    out = br.select(overflow, const(math.nan), value, span)
+    # the frame of this activation, pushed where it suspends: parameters, results, filled flags, site
+    site: Value = const(0.0)
+    for here, _, j in replay.calls:
+        site = br.select(here, const(float(j)), site, span)
+    frame = [*P, *R, *F, site]
+    for v, s in zip(frame, layout):
+        if pshape_of(v) != s:
+            raise ShapeError(f"'{replay.fn.name}' is called with {sh.show(pshape_of(v))} where it was called with "
+                             f"{sh.show(s)}", span)
+    ranks = tuple(len(s) for s in layout)
+    row = br.record("%pack", code_of("%pack"), frame, (sum(numel(s) for s in layout),), None, params={"ranks": ranks})
+    top = br.record("%peek", code_of("%peek"), (stack, sp), row.pshape, None)
+    fields, start = [], 0
+    for s in layout:
+        fields.append(br.record("%field", code_of("%field"), (top,), s, None,
+                                params={"start": start, "shape": tuple(s)}))
+        start += numel(s)
+    k, m = len(P), len(R)
+    top_site = fields[-1]
+    nxt: list[Value] = []
+    for i, p in enumerate(P):
+        called: Value = p
+        for here, a, _ in replay.calls:
+            if pshape_of(a[i]) != p.pshape:
+                raise ShapeError(f"'{replay.fn.name}' recurses with {sh.show(pshape_of(a[i]))} for parameter "
+                                 f"'{replay.fn.params[i].name}', which starts as {sh.show(p.pshape)}", span)
+            called = br.select(here, a[i], called, span)
+        nxt.append(br.select(susp, called, br.select(popm, fields[i], p, span), span))
+    for j in range(m):
+        waited = mask(prim("=", top_site, const(float(j))))
+        r_pop = br.select(waited, value, fields[k + j], span)
+        nxt.append(br.select(susp, R[j], br.select(popm, r_pop, R[j], span), span))
+    for j in range(m):
+        waited = mask(prim("=", top_site, const(float(j))))
+        f_pop = br.select(waited, const(1.0), fields[k + m + j], span)
+        nxt.append(br.select(susp, const(0.0), br.select(popm, f_pop, F[j], span), span))
+    nxt.append(br.record("%push", code_of("%push"), (stack, sp, row, susp), stack.pshape, None))
+    sp_next = br.select(susp, prim("+", sp, const(1.0)), br.select(popm, prim("-", sp, const(1.0)), sp, span), span)
+    nxt.append(sp_next)
+    atoms = tuple(tr.build.atom(v) if not isinstance(v, Var) else v for v in (out, *nxt))
+    return (exits, *atoms)

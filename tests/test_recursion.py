@@ -1,0 +1,149 @@
+"""Recursion on data (LANGUAGE.md section 3): mutual tail calls as one masked loop, and
+non-tail recursion on input values on an explicit per-element stack. Each case against plain
+Python written independently of nc."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import nc
+
+EVEN_ODD_LETREC = """(lambda (N) (letrec ((ev (lambda (n) (if (= n 0) 1 (od (- n 1)))))
+                                     (od (lambda (n) (if (= n 0) 0 (ev (- n 1))))))
+                              (ev N)))"""
+EVEN_ODD_DEFINE = """(define (ev n) (if (= n 0) 1 (od (- n 1))))
+(define (od n) (if (= n 0) 0 (ev (- n 1))))
+(ev x)"""
+
+# Two functions passing a state back and forth: a scales, b takes the sine; k counts the calls.
+PING_PONG = """(define (a x k) (if (> k 0) (b (* x 1.5) (- k 1)) x))
+(define (b y j) (if (> j 0) (a (sin y) (- j 1)) (* 2 y)))
+(a x n)"""
+
+
+def ping_pong(x: float, k: int) -> float:
+    state = "a"
+    while True:
+        if state == "a":
+            if k <= 0:
+                return x
+            x, k, state = x * 1.5, k - 1, "b"
+        else:
+            if k <= 0:
+                return 2 * x
+            x, k, state = math.sin(x), k - 1, "a"
+
+
+@pytest.mark.parametrize("src", [EVEN_ODD_LETREC, EVEN_ODD_DEFINE])
+def test_mutual_tail_calls_on_inputs(src: str) -> None:
+    f = nc.compile_fn(src)
+    n = torch.tensor([7.0, 8.0, 0.0, 3.0, 12.0])
+    assert f(n).tolist() == [float(int(k) % 2 == 0) for k in n.tolist()]
+
+
+def test_mutual_tail_calls_on_constants_unroll_as_loop_steps() -> None:
+    # 500 tail calls are 500 loop steps, not 500 levels of recursion.
+    f = nc.compile_fn(EVEN_ODD_DEFINE.replace("(ev x)", "(ev 501)"))
+    assert float(f()) == 0.0
+
+
+def test_mutual_tail_calls_value_grad_vmap() -> None:
+    f = nc.compile_fn(PING_PONG)
+    xs, ks = [0.3, 0.7, -1.1], [3, 4, 0]
+    x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+    k = torch.tensor(ks, dtype=torch.float64)
+    out = f(x, k)
+    assert out.tolist() == pytest.approx([ping_pong(a, b) for a, b in zip(xs, ks)], rel=1e-14)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    eps = 1e-6
+    fd = [(ping_pong(a + eps, b) - ping_pong(a - eps, b)) / (2 * eps) for a, b in zip(xs, ks)]
+    assert g.tolist() == pytest.approx(fd, rel=1e-6)
+    assert torch.equal(torch.func.vmap(f)(x.detach(), k), out.detach())
+    gv = torch.func.vmap(torch.func.grad(f))(x.detach(), k)
+    assert torch.allclose(gv, g)
+
+
+def test_mutual_tail_group_with_vector_parameter() -> None:
+    # b's parameter is a vector: its shape is found when a calls it.
+    f = nc.compile_fn("""(define (a s k) (if (> k 0) (b [s s] (- k 1)) s))
+                         (define (b v j) (if (> j 0) (a (vsum v) (- j 1)) (norm v)))
+                         (a x n)""")
+    out = f(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([3.0, 4.0], dtype=torch.float64))
+    assert out.tolist() == pytest.approx([math.sqrt(8.0), 8.0], rel=1e-15)
+
+
+def test_mutual_tail_calls_without_exit_give_nan_at_max_iter() -> None:
+    f = nc.compile_fn("(define (a k) (b k)) (define (b k) (if (> k 100) 1 (a k))) (a x)", max_iter=50)
+    out = f(torch.tensor([1.0, 200.0]))
+    assert math.isnan(out[0]) and out[1] == 1.0
+
+
+# ---- non-tail recursion on input values: an explicit stack --------------------------------------
+
+FACT = "(define (fact n) (if (= n 0) 1 (* n (fact (- n 1))))) (fact k)"
+FIB = "(define (fib n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2))))) (fib k)"
+
+
+def py_fib(n: int) -> int:
+    return n if n < 2 else py_fib(n - 1) + py_fib(n - 2)
+
+
+def test_factorial_on_inputs() -> None:
+    f = nc.compile_fn(FACT)
+    ks = [0.0, 1.0, 5.0, 10.0]
+    assert f(torch.tensor(ks, dtype=torch.float64)).tolist() == [float(math.factorial(int(k))) for k in ks]
+
+
+def test_tree_recursive_fibonacci_on_inputs() -> None:
+    f = nc.compile_fn(FIB)
+    ks = [0, 1, 2, 7, 10]
+    assert f(torch.tensor(ks, dtype=torch.float64)).tolist() == [float(py_fib(k)) for k in ks]
+
+
+def test_tree_recursion_past_max_iter_is_nan() -> None:
+    f = nc.compile_fn(FIB, max_iter=100)
+    out = f(torch.tensor([5.0, 15.0], dtype=torch.float64))
+    assert out[0] == 5.0 and math.isnan(out[1])
+
+
+def test_recursive_sum_over_vector_prefix() -> None:
+    f = nc.compile_fn("(define (s v n) (if (= n 0) 0 (+ (ref v (- n 1)) (s v (- n 1))))) (lambda (v n) (s v n))",
+                      shapes={"v": (4,)})
+    v = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    n = torch.tensor([0.0, 2.0, 4.0], dtype=torch.float64)
+    assert f(v, n).tolist() == [0.0, 3.0, 15.0]
+
+
+def test_ackermann_double_recursion_small_arguments() -> None:
+    f = nc.compile_fn("""(define (ack m n) (if (= m 0) (+ n 1)
+                                   (if (= n 0) (ack (- m 1) 1) (ack (- m 1) (ack m (- n 1))))))
+                         (ack m n)""", max_iter=5000)
+
+    def ack(m: int, n: int) -> int:
+        return n + 1 if m == 0 else ack(m - 1, 1) if n == 0 else ack(m - 1, ack(m, n - 1))
+
+    pairs = [(0, 3), (1, 2), (2, 2), (2, 3)]
+    m = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+    n = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+    assert f(m, n).tolist() == [float(ack(a, b)) for a, b in pairs]
+
+
+def test_recursion_gradient_equals_hand_unrolled_and_vmap() -> None:
+    f = nc.compile_fn("(define (p x n) (if (= n 0) 1 (* x (p x (- n 1))))) (p x n)")
+    x = torch.tensor([1.5, 2.0, -0.5], dtype=torch.float64, requires_grad=True)
+    n = torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64)
+    out = f(x, n)
+    assert out.tolist() == pytest.approx([1.5**3, 16.0, 1.0], rel=1e-15)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert g.tolist() == pytest.approx([3 * 1.5**2, 4 * 8.0, 0.0], rel=1e-14)
+    gv = torch.func.vmap(torch.func.grad(f))(x.detach(), n)
+    assert torch.allclose(gv, g)
+
+
+def test_recursion_deeper_than_max_depth_is_nan() -> None:
+    f = nc.compile_fn("(define (f n) (if (<= n 0) 0 (+ 1 (f (- n 1))))) (f x)")
+    out = f(torch.tensor([10.0, 300.0, 1e9]))
+    assert out[0] == 10.0 and math.isnan(out[1]) and math.isnan(out[2])
