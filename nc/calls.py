@@ -22,7 +22,7 @@ def trace_prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
         return torch.tensor([a.value for a in node.args], dtype=F64)  # type: ignore[attr-defined]
     args = [tr.expr(a, env) for a in node.args[:n_dynamic]]
     static_values = [tr.expr(a, env) for a in node.args[n_dynamic:]]
-    if prim.name in DATA_INDEXED and any(data_dependent(tr, v) for v in static_values):
+    if prim.data_index and any(data_dependent(tr, v) for v in static_values):
         return trace_data_index(tr, prim, args[0], static_values, node)
     statics = [tr.constant_int(v, f"the {name} argument of {prim.name}", a.span)
                for v, a, name in zip(static_values, node.args[n_dynamic:], prim.static)]
@@ -38,10 +38,6 @@ def trace_prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     return tr.apply(prim, args, span, params=params, ranks=prim.ranks_by_arity.get(len(node.args)))
 
 
-DATA_INDEXED = ("ref", "roll")
-"""Rows whose static integer arguments may instead depend on the data (a per-element gather)."""
-
-
 def data_dependent(tr: Tracer, v: Value) -> bool:
     """A traced value (not one the compile-time pass only lacks the size for)."""
     return isinstance(v, Var) and not (v.sizedep and tr.abstract)
@@ -50,7 +46,7 @@ def data_dependent(tr: Tracer, v: Value) -> bool:
 def trace_data_index(tr: Tracer, prim: Primitive, v: Value, indices: list[Value], node: ir.PrimCall) -> Value:
     """``(ref v i [j])`` / ``(roll v k)`` with an index from the data: one gather per index."""
     span = node.span
-    if prim.name == "roll":
+    if prim.data_index == "%roll":
         return index_step(tr, "%roll", v, indices[0], node.args[1].span, span)
     tr.check_ranks(prim, [v], span, prim.ranks_by_arity.get(len(node.args)))
     if len(indices) == 2 and len(pshape_of(v)) < 2:

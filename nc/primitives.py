@@ -88,6 +88,7 @@ class Primitive:
     dynamic: int | None = None  # leading traced arguments when fewer than all but `static` (ref: 1)
     ranks_by_arity: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # `ranks` by the call's arity
     hook: Hook | None = None  # traces the call itself instead of recording `code` (vlen)
+    data_index: str = ""  # the internal row that gathers when a static argument depends on the data (ref, roll)
     literal_vector: bool = False  # a call on literals only is one constant vector, built directly (vec)
     # The result keeps the arguments' promotion: an undeclared input used through this row is
     # retraced at a higher rank where the row needs one (elementwise rows and aligned ones).
@@ -301,7 +302,7 @@ row(name="negative?", arity=(1, 1), family="logic", code="({0} < 0).to({dt})", d
 row(name="vec", arity=(1, None), family="vector", code="_rt.stack_last({*})", shape=sh.stack_scalars,
     scalar_args=True, literal_vector=True, doc="stack scalars into a vector; [a b c]")
 row(name="ref", arity=(2, 3), family="vector", code=_ref_code, shape=sh.ref, ranks=(1,), static=("i", "j"),
-    dynamic=1, ranks_by_arity={3: (2,)}, aliases=("vector-ref",), doc="(ref v i): element i (row i of a matrix); (ref m i j): one element")
+    dynamic=1, data_index="%ref", ranks_by_arity={3: (2,)}, aliases=("vector-ref",), doc="(ref v i): element i (row i of a matrix); (ref m i j): one element")
 row(name="dot", arity=(2, 2), family="vector", code="({0} * {1}).sum(-1)", shape=sh.dot, ranks=(1, 1),
     align=True, doc="dot product over the last axis")
 row(name="cross", arity=(2, 2), family="vector",
@@ -327,7 +328,7 @@ row(name="vlen", arity=(1, 1), family="vector", code="", shape=sh.vector_reduce,
 row(name="concat", arity=(1, None), family="vector", code="_rt.concat_last({*})", shape=sh.concat, ranks=(1,),
     doc="join vectors")
 row(name="roll", arity=(2, 2), family="vector", code="torch.roll({0}, {k}, -1)", shape=sh.vector_same,
-    ranks=(1,), static=("k",), doc="periodic shift on the last axis, as torch.roll")
+    ranks=(1,), static=("k",), data_index="%roll", doc="periodic shift on the last axis, as torch.roll")
 row(name="cumsum", arity=(1, 1), family="vector", code="torch.cumsum({0}, -1)", shape=sh.vector_same,
     ranks=(1,), doc="running sum over the last axis")
 row(name="laplacian1d", arity=(2, 2), family="vector", code="_rt.laplacian1d({0}, {1})", shape=sh.laplacian,

@@ -92,3 +92,9 @@ def test_tensor_passed_for_a_static_input_is_a_call_error() -> None:
     assert "tensor shapes cannot depend on data" in (info.value.hint or "")
     with pytest.raises(nc.CallError, match="must be a Python int"):
         f(torch.tensor(2.0), 3.0)
+
+
+def test_data_shift_domain_error_with_check_domain() -> None:
+    f = nc.compile_fn("(lambda (v k) (roll v k))", shapes={"v": (3,)}, check_domain=True)
+    with pytest.raises(nc.DomainError, match="integral shift"):
+        f(torch.tensor([1.0, 2.0, 3.0]), torch.tensor(0.5))

@@ -90,7 +90,8 @@ def test_internal_rows_are_not_callable() -> None:
     assert "%nan" not in TABLE  # never recorded
 
 
-DOMAIN_CASES = [(row, n, d) for row in ROWS for n, d in row.domains.items()]
+# Internal rows (%ref, %roll: indices from data) are checked through ref/roll in tests/test_static_inputs.py.
+DOMAIN_CASES = [(row, n, d) for row in ROWS if row.public for n, d in row.domains.items()]
 
 
 def _domain_call(row: Primitive, nargs: int, domain: Domain) -> tuple[str, dict[str, torch.Tensor]]:
@@ -143,6 +144,8 @@ def _programs() -> list[list[Eqn]]:
         ("(if (> u 0) (* x u) 0)", {"x": x, "u": u}, {"shapes": {"u": (2,)}}),  # a vector mask, a scalar x
         ("(euler (lambda (t y) (* t y)) x 0.1 2)", {"x": x}, {}),
         ("(+ (* x (ref (drag u) 0)) 1)", {"x": x, "u": u}, {"modules": {"drag": net}, "shapes": {"u": (2,)}}),
+        ("(+ (ref u i) (vsum (roll u i)))", {"u": u, "i": x.abs().round()}, {"shapes": {"u": (2,)}}),
+        ("(define (f n) (if (< n 1) 0 (+ 1 (f (- n 1))))) (f x)", {"x": x}, {}),
     ]
     programs = []
     for src, args, options in sources:
