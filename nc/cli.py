@@ -6,6 +6,7 @@
     nc primitives                the table of primitives
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
+    nc reproduce [EXPERIMENT ...] the paper's experiments with statistics (see nc.experiments)
 
 Exit status: 0 success; 1 errors in the program (or in fitting it); 2 wrong usage: a bad
 argument, or an input file that is missing, not UTF-8 text, or (``nc fit``) not a CSV of finite
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
     add_fit_parser(sub)
     add_grammar_parser(sub)
+    from .experiments.runner import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub)
     return parser
 
 
