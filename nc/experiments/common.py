@@ -30,6 +30,7 @@ class Config:
     baseline_seeds: tuple[int, ...]
     quick: bool = False
     baseline_epoch_scale: float = 1.0
+    sweep_seeds: int | None = None  # seeds per noise level of the sweeps (None: every seed)
 
     def epochs(self, full: int, quick: int) -> int:
         return quick if self.quick else max(1, int(full * self.baseline_epoch_scale))

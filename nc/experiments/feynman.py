@@ -159,9 +159,9 @@ def params_of(model: nn.Module) -> dict[str, float]:
 
 
 def run(cfg: Config, bar: Bar) -> dict[str, Any]:
-    n_test = 1000 if cfg.quick else 10_000
-    mlp_epochs = cfg.epochs(2000, 100)
-    paper_epochs = cfg.epochs(5000, 100)
+    n_test = 500 if cfg.quick else 10_000
+    mlp_epochs = cfg.epochs(2000, 40)
+    paper_epochs = cfg.epochs(5000, 40)
     entries: list[dict[str, Any]] = []
     per_eq: dict[str, Any] = {}
     all_ok: list[float] = []

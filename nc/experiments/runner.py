@@ -32,11 +32,13 @@ BASELINE_SEEDS = 3  # the full run's baselines (the compiled models get every se
 ALIASES = {"lotka-volterra": "lotka_volterra", "lv": "lotka_volterra", "gravity": "vector"}
 
 
-def config(seeds: int | None, quick: bool, baseline_seeds: int | None = None) -> Config:
+def config(seeds: int | None, quick: bool, baseline_seeds: int | None = None, baseline_epoch_scale: float = 1.0,
+           sweep_seeds: int | None = None) -> Config:
     n = seeds if seeds is not None else (QUICK_SEEDS if quick else 20)
     nb = baseline_seeds if baseline_seeds is not None else (1 if quick else BASELINE_SEEDS)
     s = tuple(range(FIRST_SEED, FIRST_SEED + n))
-    return Config(seeds=s, baseline_seeds=s[:max(1, min(nb, n))], quick=quick)
+    return Config(seeds=s, baseline_seeds=s[:max(1, min(nb, n))], quick=quick,
+                  baseline_epoch_scale=baseline_epoch_scale, sweep_seeds=sweep_seeds)
 
 
 def machine() -> str:
@@ -109,6 +111,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds per entry (default 20; 2 with --quick)")
     p.add_argument("--baseline-seeds", type=int, default=None,
                    help=f"seeds for the baselines (default {BASELINE_SEEDS}; 1 with --quick)")
+    p.add_argument("--baseline-epoch-scale", type=float, default=1.0,
+                   help="scale the baselines' epochs (full run; e.g. 0.2 to fit a small machine)")
+    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per noise level of the sweeps (default: all)")
     p.add_argument("--quick", action="store_true", help="every experiment, few epochs and seeds (CI size)")
     p.add_argument("--out", default="reproduce-results", help="output folder (default ./reproduce-results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -122,8 +127,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown experiment {bad[0]!r}; choose from {', '.join(EXPERIMENTS)}")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = config(args.seeds, args.quick, args.baseline_seeds)
-    results = reproduce(names, cfg, Path(args.out), progress=not args.no_progress)
+    if not 0 < args.baseline_epoch_scale <= 1 or (args.sweep_seeds is not None and args.sweep_seeds < 1):
+        raise UsageError("--baseline-epoch-scale must be in (0, 1] and --sweep-seeds at least 1")
+    cfg = config(args.seeds, args.quick, args.baseline_seeds, args.baseline_epoch_scale, args.sweep_seeds)
+    cuts = []
+    if args.baseline_epoch_scale < 1:
+        cuts.append(f"baselines' epochs/iterations scaled by {args.baseline_epoch_scale:g} "
+                    "(the compiled models are fitted in full)")
+    if args.sweep_seeds is not None:
+        cuts.append(f"noise sweeps on the first {args.sweep_seeds} seeds (the 2% entries on every seed)")
+    if len(cfg.baseline_seeds) < len(cfg.seeds):
+        cuts.append(f"baselines on {len(cfg.baseline_seeds)} seeds")
+    results = reproduce(names, cfg, Path(args.out), progress=not args.no_progress, cuts="; ".join(cuts))
     failed = [n for n, r in results["experiments"].items() if "error" in r]
     done = f"wrote {args.out}/results.json and report.md in {results['meta']['wall_s']:.0f} s"
     print(done + (f"; failed: {', '.join(failed)}" if failed else ""))

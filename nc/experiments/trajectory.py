@@ -82,10 +82,12 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
     ext: dict[int, list[float]] = {1: [], 2: [], 5: []}
     per_param: dict[str, list[float]] = {k: [] for k in s.truth}
     clean = s.clean()
+    fitted0: dict[str, float] = {}
     for seed in seeds:
         obs = s.obs(s.noise, seed)
         fitted, _, sec = fit_compiled(s, obs, s.start)
         err.append(max_err(s, fitted))
+        fitted0 = fitted0 or fitted
         for k, v in s.truth.items():
             per_param[k].append(rel(fitted[k], v))
         secs.append(sec)
@@ -111,14 +113,13 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
             sweep[f"{level:g}"] = err
             continue
         vals = []
-        for seed in seeds:
+        for seed in seeds[:cfg.sweep_seeds]:
             fitted, _, _ = fit_compiled(s, s.obs(level, seed), s.start)
             vals.append(max_err(s, fitted))
             bar.step(f"noise {level:g} seed {seed}")
         sweep[f"{level:g}"] = vals
-    entries += [entry("nc compiled (nc.fit defaults)", f"noise sweep {float(k):.0%}: max parameter error", v, seeds)
-                for k, v in sweep.items()]
-    fitted0, _, _ = fit_compiled(s, s.obs(s.noise, seeds[0]), s.start)
+    entries += [entry("nc compiled (nc.fit defaults)", f"noise sweep {float(k):.0%}: max parameter error", v,
+                      seeds[:len(v)]) for k, v in sweep.items()]
     plot = {"t": (torch.arange(5 * s.steps + 1) * s.dt).tolist(),
             "clean": s.clean(5 * s.steps).tolist(), "obs": s.obs(s.noise, seeds[0]).tolist(),
             "compiled": nc.compile_fn(s.source.format(steps=5 * s.steps))(
