@@ -6,6 +6,8 @@ Adam recipe for the compiled model (lr 1e-3, 2,000 epochs), a DeepXDE PINN (x, t
 training trajectory, an MLP time-stepper 10-64x3-10; the source variant: compiled diffusion plus
 an MLP source term 10-32-32-10 (1,739 parameters with alpha)."""
 
+# ruff: noqa: B023  -- every closure over a loop variable here is called within its iteration (timed(...))
+
 from __future__ import annotations
 
 import math

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from nc.cli_input import UsageError
-from nc.fit import FitWarning
 from nc.experiments import EXPERIMENTS
 from nc.experiments.common import Bar, Config
 from nc.experiments.report import write_json, write_markdown
+from nc.fit import FitWarning
 
 __all__ = ["add_parser", "config", "reproduce"]
 

@@ -1,6 +1,8 @@
 """Experiment 5: 3-D vector mechanics: gravity (G from 3.0, 100 samples, 2% noise) and gravity
 with a learned drag (1% noise)."""
 
+# ruff: noqa: B023  -- every closure over a loop variable here is called within its iteration (timed(...))
+
 from __future__ import annotations
 
 import math
