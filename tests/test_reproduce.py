@@ -52,6 +52,10 @@ def test_unknown_experiment_and_bad_seeds_are_usage_errors(capsys: pytest.Captur
 def test_quick_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "quick"
     assert main(["reproduce", "--quick", "--out", str(out), "--no-progress"]) == 0
+    check_quick_results(out)
+
+
+def check_quick_results(out: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert (out / "report.md").is_file()
     meta = results["meta"]
@@ -62,8 +66,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
         assert res["headline"] and res["entries"] and res["seeds"] == [1000, 1001]
         for e in res["entries"]:
             assert {"method", "quantity", "values", "seeds", "stats", "seconds", "params"} <= set(e)
-            assert len(e["values"]) == len(e["seeds"]) or e["method"] == "hand-coded PyTorch" \
-                or e["method"] == "nc compiled"
+            assert e["values"] and set(e["seeds"]) <= set(meta["seeds"]) | {0}  # 0: deterministic entries
         for fig in res["figures"]:
             assert (out / fig).stat().st_size > 1000, fig
     ex = results["experiments"]
