@@ -39,7 +39,7 @@ class Setup:
         return {k: torch.tensor(v, dtype=F64) for k, v in values.items()}
 
     def clean(self, steps: int | None = None) -> Tensor:
-        f = nc.compile_fn(self.source.format(steps=steps or self.steps))
+        f = rollout(self.source.format(steps=steps or self.steps))
         return f(s0=torch.tensor(self.y0, dtype=F64), **self.tensors(self.truth))
 
     def obs(self, level: float, seed: int) -> Tensor:
@@ -47,6 +47,14 @@ class Setup:
 
 
 NOISE_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
+_ROLLOUTS: dict[str, Any] = {}
+
+
+def rollout(source: str) -> Any:
+    """``nc.compile_fn(source)``, compiled once per run (a long rk4 rollout takes a while to trace)."""
+    if source not in _ROLLOUTS:
+        _ROLLOUTS[source] = nc.compile_fn(source)
+    return _ROLLOUTS[source]
 
 
 def fit_compiled(s: Setup, obs: Tensor, start: dict[str, float], states: Tensor | None = None,
@@ -69,7 +77,7 @@ def extrapolation(s: Setup, fitted: dict[str, float]) -> dict[int, float]:
     """MSE against the clean trajectory over 1x, 2x and 5x the training horizon."""
     out = {}
     for m in (1, 2, 5):
-        f = nc.compile_fn(s.source.format(steps=s.steps * m))
+        f = rollout(s.source.format(steps=s.steps * m))
         y0 = torch.tensor(s.y0, dtype=F64)
         pred, true = f(s0=y0, **s.tensors(fitted)), f(s0=y0, **s.tensors(s.truth))
         out[m] = float((pred - true).square().mean())
@@ -124,7 +132,7 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
                       seeds[:len(v)]) for k, v in sweep.items()]
     plot = {"t": (torch.arange(5 * s.steps + 1) * s.dt).tolist(),
             "clean": s.clean(5 * s.steps).tolist(), "obs": s.obs(s.noise, seeds[0]).tolist(),
-            "compiled": nc.compile_fn(s.source.format(steps=5 * s.steps))(
+            "compiled": rollout(s.source.format(steps=5 * s.steps))(
                 s0=torch.tensor(s.y0, dtype=F64), **s.tensors(fitted0)).tolist(),
             "sweep": sweep, "paper_sweep": list(s.paper_sweep)}
     return {"entries": entries, "plot": plot, "err": err, "best": best, "sweep": sweep, "secs": secs}
