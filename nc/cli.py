@@ -7,6 +7,7 @@
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
     nc discover DATA.csv ...     discover a sparse right-hand side (see nc.discover)
+    nc reproduce [EXPERIMENT ...] the paper's experiments with statistics (see nc.experiments)
 
 Exit status: 0 success; 1 errors in the program (or in fitting it); 2 wrong usage: a bad
 argument, or an input file that is missing, not UTF-8 text, or (``nc fit``) not a CSV of finite
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from .cli_input import UsageError, read_file
 from .discover import add_parser as add_discover_parser
 from .errors import NCError
+from .experiments.runner import add_parser as add_reproduce_parser
 from .fit_command import add_parser as add_fit_parser
 from .grammar import add_parser as add_grammar_parser
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit_parser(sub)
     add_grammar_parser(sub)
     add_discover_parser(sub)
+    add_reproduce_parser(sub)
     return parser
 
 
