@@ -5,8 +5,8 @@ results.json and the compiled models' numbers."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 from pathlib import Path
 
 import pytest
