@@ -21,12 +21,17 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .api import compile_fn
 from .cli_input import UsageError, read_file
+from .demo import run
+from .diagnostics import check
 from .discover import add_parser as add_discover_parser
 from .errors import NCError
 from .experiments.runner import add_parser as add_reproduce_parser
 from .fit_command import add_parser as add_fit_parser
 from .grammar import add_parser as add_grammar_parser
+from .primitives import table_rows
+from .symbolic import latex_listing
 
 __all__ = ["UsageError", "build_parser", "main", "read_file"]
 
@@ -90,17 +95,14 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int | None, ...]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
 
     run(seed=args.seed, noise=args.noise)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .api import compile_fn
 
     if args.latex:
-        from .symbolic import latex_listing
 
         print(latex_listing(read_file(args.file), name=args.file, shapes=parse_shapes(args.shape)))
         return 0
@@ -110,7 +112,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_primitives(args: argparse.Namespace) -> int:
-    from .primitives import table_rows
 
     rows = table_rows()
     width = max(len(r.name + "".join(" / " + a for a in r.aliases)) for r in rows)
@@ -125,7 +126,6 @@ def cmd_primitives(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .diagnostics import check
 
     problems = check(read_file(args.file), name=args.file, shapes=parse_shapes(args.shape))
     if args.json:

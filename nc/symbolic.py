@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from . import ir
+from .compiled import Compiled, deep_recursion
 from .errors import CallError, NCError, Span
+from .forms import RESERVED
+from .options import CompileOptions
+from .parse import parse
+from .primitives import lookup
+from .reader import NUMBER_LIKE_RE, SYMBOL_RE
 from .writeback import value_source
 
 MAX_INLINE_DEPTH = 200
@@ -64,14 +70,11 @@ def to_sympy(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None 
     if constants not in ("inline", "symbols"):
         raise CallError(f"constants= must be 'inline' or 'symbols', got {constants!r}")
     src, promote, externals, declared = _source_of(program)
-    from .compiled import Compiled, deep_recursion
-    from .options import CompileOptions
 
     compiled = Compiled(src, CompileOptions(shapes={**declared, **dict(shapes or {})}, name=name),
                         promote=promote) if not externals else None
     with deep_recursion():
         if compiled is None:
-            from .parse import parse
 
             tree = parse(src, name=name, promote=promote, externals=externals)
             ranks = {n: 0 for n in tree.inputs}
@@ -484,8 +487,6 @@ def to_latex(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None 
 
 def latex_listing(src: str, *, name: str = "<program>", shapes: Mapping[str, Sequence[int | None]] | None = None) -> str:
     """``nc show FILE --latex``: the formula, then the value of each top-level numeric constant."""
-    from .compiled import deep_recursion
-    from .parse import parse
 
     sp = _sympy()
     with deep_recursion():
@@ -563,8 +564,6 @@ class _Writer:
         }
 
     def check_name(self, name: str) -> None:
-        from .forms import RESERVED
-        from .reader import NUMBER_LIKE_RE, SYMBOL_RE
 
         if not SYMBOL_RE.match(name) or NUMBER_LIKE_RE.match(name) or "." in name or name in RESERVED:
             raise CallError(f"from_sympy: '{name}' is not an nc name",
@@ -672,7 +671,6 @@ class _Writer:
     def function(self, e: Any) -> str:
         name = self.functions.get(type(e)) or self.functions.get(e.func)
         if not name:
-            from .primitives import lookup
 
             candidate = str(e.func)
             prim = lookup(candidate)

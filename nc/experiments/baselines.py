@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nc.errors import CallError
 from nc.experiments.common import F64
 from nc.experiments.report import require
 
@@ -48,7 +49,6 @@ def deepxde() -> Any:
     os.environ.setdefault("DDE_BACKEND", "pytorch")
     dde = require("deepxde")
     if dde.backend.backend_name != "pytorch":
-        from nc.errors import CallError
 
         raise CallError(f"DeepXDE runs on its {dde.backend.backend_name} backend", None,
                         hint="set DDE_BACKEND=pytorch before nc reproduce imports it")

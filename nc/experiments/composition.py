@@ -17,6 +17,8 @@ from torch import Tensor
 
 import nc
 from nc.experiments.common import F64, Bar, Config, adam, entry, mlp, timed
+from nc.experiments.report import plt
+from nc.experiments.stats import quantile
 
 __all__ = ["MODULES", "CHAINS", "run", "figures"]
 
@@ -102,8 +104,6 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.report import plt
-    from nc.experiments.stats import quantile
 
     fig, ax = plt().subplots(figsize=(5.5, 3.8))
     for i, r in enumerate(RANGES):

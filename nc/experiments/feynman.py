@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 import nc
 from nc.experiments.common import F64, Bar, Config, adam, entry, mlp, n_params, rel, sweep_lr, timed
+from nc.experiments.report import plt
 
 __all__ = ["EQUATIONS", "run", "figures", "scaled_ranges", "HAND"]
 
@@ -300,7 +301,6 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.report import plt
 
     ents = [e for e in result["entries"] if e["quantity"].endswith("max const. error")]
     methods = ["nc compiled (nc.fit defaults)", "best achievable (LS from truth)", "paper recipe (Adam 3e-3, fresh batches)"]

@@ -19,6 +19,7 @@ from torch import Tensor
 import nc
 from nc.experiments.baselines import pinn_heat
 from nc.experiments.common import F64, Bar, Config, adam, entry, mlp, n_params, rel, sweep_lr, timed
+from nc.experiments.report import plt
 from nc.experiments.stats import quantile
 
 __all__ = ["run", "figures"]
@@ -159,7 +160,6 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.report import plt
 
     ents = [e for e in result["entries"] if e["quantity"].startswith("alpha error")]
     fig, ax = plt().subplots(figsize=(6, 3.5))

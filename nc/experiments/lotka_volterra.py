@@ -9,7 +9,9 @@ from torch import Tensor
 
 import nc
 from nc.experiments.common import F64, Bar, Config, mlp
+from nc.experiments.stats import quantile
 from nc.experiments.trajectory import NOISE_LEVELS, Setup, compiled_part, network_part
+from nc.experiments.trajectory_plots import sweep_figure, trajectory_figure
 
 __all__ = ["SETUP", "run", "figures"]
 
@@ -71,13 +73,11 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def _q(v: list[float], q: float) -> float:
-    from nc.experiments.stats import quantile
 
     return quantile(v, q)
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.trajectory_plots import sweep_figure, trajectory_figure
 
     return [trajectory_figure(result["plot"], out, "lotka_volterra", ["x (prey)", "y (predator)"]),
             sweep_figure(result["plot"], out, "lotka_volterra")]

@@ -15,6 +15,7 @@ import nc
 from nc.experiments.common import F64, Bar, Config, mlp
 from nc.experiments.stats import quantile
 from nc.experiments.trajectory import NOISE_LEVELS, Setup, compiled_part, network_part
+from nc.experiments.trajectory_plots import sweep_figure, trajectory_figure
 
 __all__ = ["SETUP", "run", "figures"]
 
@@ -94,7 +95,6 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.trajectory_plots import sweep_figure, trajectory_figure
 
     return [trajectory_figure(result["plot"], out, "pendulum", ["theta", "theta'"]),
             sweep_figure(result["plot"], out, "pendulum")]

@@ -13,6 +13,7 @@ from torch import Tensor
 
 import nc
 from nc.experiments.common import F64, Bar, Config, adam, entry, mlp, n_params, rel, sweep_lr, timed
+from nc.experiments.report import plt
 from nc.experiments.stats import quantile
 
 __all__ = ["run", "figures"]
@@ -137,7 +138,6 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
 
 
 def figures(result: dict[str, Any], out: Any) -> list[str]:
-    from nc.experiments.report import plt
 
     fig, ax = plt().subplots(figsize=(5.5, 3.5))
     err, best = result["plot"]["err"], result["plot"]["best"]
