@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from .cli_input import UsageError, read_file
 from .errors import NCError
+from .export_command import add_parser as add_export_parser
 from .fit_command import add_parser as add_fit_parser
 from .grammar import add_parser as add_grammar_parser
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
     add_fit_parser(sub)
     add_grammar_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
