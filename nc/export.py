@@ -80,6 +80,11 @@ def dynamic_batch(target: Any, args: Sequence[torch.Tensor]) -> tuple[tuple[dict
 
 
 def recording(target: Any, args: Sequence[torch.Tensor]) -> Recording:
+    """The program recorded for ``args`` (a module's parameters are inputs of its program)."""
+    if isinstance(target, nn.Module):
+        given = (*args, *(target.params[n] for n in target.param_names))
+        with torch.no_grad():
+            return compiled_of(target).program_for([given[i] for i in target._order])  # type: ignore[no-any-return]
     return target.program(*args)  # type: ignore[no-any-return]
 
 
