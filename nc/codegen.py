@@ -11,16 +11,19 @@ ever edited, searched or renumbered after it is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
 from . import runtime
 from .domains import DomainSites
+from .equations import Atom, ConstRef, Eqn, Lit, Var, live_equations, region_uses
 from .errors import Span
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Recording, Var, live_equations, region_uses
+
+if TYPE_CHECKING:
+    from .program import Recording
 
 INDENT = "    "
 

@@ -59,7 +59,7 @@ def examples(target: Any, shapes: Mapping[str, Shape] | None = None, batch: int 
     declared shapes or ``shapes`` (a `CallError` names an input whose size is left open)."""
     compiled = compiled_of(target)
     shapes = dict(shapes or {})
-    out = []
+    out: list[torch.Tensor] = []
     for name in target.inputs:
         rank = compiled.ranks[name]
         shape = tuple(shapes.get(name, compiled.declared.get(name, (None,) * rank)))
@@ -82,9 +82,10 @@ def dynamic_batch(target: Any, args: Sequence[torch.Tensor]) -> tuple[tuple[dict
 def recording(target: Any, args: Sequence[torch.Tensor]) -> Recording:
     """The program recorded for ``args`` (a module's parameters are inputs of its program)."""
     if isinstance(target, nn.Module):
-        given = (*args, *(target.params[n] for n in target.param_names))
+        module: Any = target
+        given = (*args, *(module.params[n] for n in module.param_names))
         with torch.no_grad():
-            return compiled_of(target).program_for([given[i] for i in target._order])  # type: ignore[no-any-return]
+            return compiled_of(module).program_for([given[i] for i in module._order])  # type: ignore[no-any-return]
     return target.program(*args)  # type: ignore[no-any-return]
 
 

@@ -105,7 +105,7 @@ def test_real_of_complex_lists_every_primitive_that_drops_the_imaginary_part() -
         n = max(p.arity[0], 1)
         code = p.code if "{*}" not in p.code else p.code.replace("{*}", ", ".join(f"{{{i}}}" for i in range(n)))
         try:
-            out = eval(code.format(*(["z"] * n), dt="torch.float64"),  # noqa: S307 - the table's templates
+            out = eval(code.format(*(["z"] * n), dt="z.dtype"),  # noqa: S307 - DT: the promoted input dtype
                        {"torch": torch, "_rt": nc.runtime, "z": z})
         except Exception:  # noqa: BLE001 - refused by torch: not a hole
             continue
