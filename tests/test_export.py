@@ -115,9 +115,14 @@ def test_real_of_complex_lists_every_primitive_that_drops_the_imaginary_part() -
 
 
 
+def need_onnx() -> None:
+    """Skip without the export extra (onnx, onnxscript, onnxruntime)."""
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(name)
+
+
 def onnx_run(program: object, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
+    import onnxruntime as ort
     proto = program.model_proto.SerializeToString()  # type: ignore[attr-defined]
     sess = ort.InferenceSession(proto, providers=["CPUExecutionProvider"])
     feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
@@ -133,7 +138,7 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, tol: float) -> float:
 
 
 def test_onnx_smoke() -> None:
-    pytest.importorskip("onnxscript")
+    need_onnx()
     f = nc.compile_fn(GRAVITY)
     x = examples(f, batch=6)
     assert_close(onnx_run(to_onnx(f), x), f(*x), 1e-6)
@@ -143,6 +148,7 @@ def test_onnx_smoke() -> None:
 @pytest.mark.parametrize("case", FEYNMAN, ids=[c["id"] for c in FEYNMAN])
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
 def test_feynman_exports_to_onnx_and_pt2(case: dict, dtype: torch.dtype) -> None:
+    need_onnx()
     model = nc.compile(case["program"], params=case.get("constants", {}), dtype=dtype)
     x = examples(model, batch=4, dtype=dtype)
     want = model(*x).detach()
@@ -164,6 +170,7 @@ def conformance_cases() -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", conformance_cases(), ids=lambda c: c["id"])
 def test_vector_matrix_and_rk4_programs_export(case: dict) -> None:
+    need_onnx()
     f = nc.compile_fn(case["program"])
     base = [torch.tensor(case["args"][n], dtype=F64) for n in f.inputs]
     # A batch of three: the conformance arguments, slightly moved (a batch axis on each input).
@@ -175,6 +182,7 @@ def test_vector_matrix_and_rk4_programs_export(case: dict) -> None:
 
 @pytest.mark.slow
 def test_rk4_rollout_and_hybrid_export_to_onnx() -> None:
+    need_onnx()
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
     hybrid = nc.compile("(define (f t v) (- (* k v) (drag v))) (rk4 f v0 0.05 20)", trainable=["k"],
@@ -187,6 +195,7 @@ def test_rk4_rollout_and_hybrid_export_to_onnx() -> None:
 
 @pytest.mark.slow
 def test_inverse_and_solve_export_to_onnx_as_closed_forms() -> None:
+    need_onnx()
     for src, shapes in [("(inv A)", {"A": (3, 3)}), ("(solve A u)", {"A": (2, 2), "u": (2,)}),
                         ("(matmul A (inv A))", {"A": (2, 2)})]:
         f = nc.compile_fn(src, shapes=shapes)
@@ -205,7 +214,7 @@ def test_inverse_and_solve_export_to_onnx_as_closed_forms() -> None:
 
 @pytest.mark.slow
 def test_cli_export_writes_onnx_and_pt2(tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript")
+    need_onnx()
     prog = tmp_path / "g.nc"
     prog.write_text("(define G 6.674)\n(/ (* G m1 m2) (dot r r))\n")
     for fmt in ("onnx", "pt2"):
