@@ -1,5 +1,6 @@
-"""Closed forms of 2x2 and 3x3 matrix inverses and solves, for exporters without a lowering of
-``linalg.inv``/``linalg.solve`` (ONNX): used as ``ExportedProgram.run_decompositions`` rules.
+"""Closed forms of 2x2 and 3x3 determinants, inverses and solves, for exporters without a lowering
+of ``linalg.inv``/``linalg.solve`` (ONNX) or a runtime without float64 ``Det`` (onnxruntime): used as
+``ExportedProgram.run_decompositions`` rules.
 
 Same results as LAPACK to rounding (the adjugate over the determinant), elementwise operations
 only, batched over leading axes.
@@ -11,6 +12,15 @@ import torch
 
 SIZES = (2, 3)
 """Matrix sizes with a closed form."""
+
+
+def det(A: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.det(A)`` for 2x2 and 3x3 ``A``, expanded along the first row (onnxruntime
+    has ONNX's ``Det`` in float32 only)."""
+    if A.shape[-1] == 2:
+        return A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]
+    (a, b, c), (d, f, g), (h, i, k) = ([A[..., r, j] for j in range(3)] for r in range(3))
+    return a * (f * k - g * i) - b * (d * k - g * h) + c * (d * i - f * h)
 
 
 def inverse(A: torch.Tensor) -> torch.Tensor:
@@ -44,6 +54,11 @@ def solve_ex(A: torch.Tensor, B: torch.Tensor, *, left: bool = True,
     return x, torch.zeros(A.shape[:-2], dtype=torch.int32, device=A.device)
 
 
-def decompositions() -> dict[torch._ops.OpOverload, object]:
-    """The rules for ``ExportedProgram.run_decompositions``."""
-    return {torch.ops.aten.linalg_inv_ex.default: inv_ex, torch.ops.aten.linalg_solve_ex.default: solve_ex}
+def decompositions(with_det: bool) -> dict[torch._ops.OpOverload, object]:
+    """The rules for ``ExportedProgram.run_decompositions`` (``det`` only when every determinant
+    of the program is 2x2 or 3x3)."""
+    rules: dict[torch._ops.OpOverload, object] = {torch.ops.aten.linalg_inv_ex.default: inv_ex,
+                                                   torch.ops.aten.linalg_solve_ex.default: solve_ex}
+    if with_det:
+        rules[torch.ops.aten.linalg_det.default] = det
+    return rules

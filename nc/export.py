@@ -22,7 +22,7 @@ from torch import nn
 
 from . import closed_forms
 from .errors import CallError, NCError
-from .lower import all_equations
+from .lower import all_equations, lower
 from .program import ConstRef, Eqn, Recording, Var
 from .shapes import Shape
 
@@ -31,6 +31,7 @@ ONNX_GAPS = frozenset({"expm"})
 `tests/test_export.py`; ``det`` and ``cross`` have one)."""
 
 CLOSED_FORMS = frozenset({"inv", "solve"})
+
 """Primitives with no ONNX lowering that export as closed forms for 2x2 and 3x3 matrices
 (`nc.closed_forms`); for other sizes they block ONNX export."""
 
@@ -44,6 +45,26 @@ class Exportable(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.target(*inputs)  # type: ignore[no-any-return]
+
+
+class LoweredExportable(nn.Module):
+    """`Exportable` through the program recorded and lowered for the examples' signature (before
+    exporting, on real tensors): the exporter traces only the program's operations.
+
+    ``exact_literals``: literals that float32 cannot hold become constant tensors. ONNX's exporter
+    writes Python scalars as float32 attributes, which would cost a float64 program digits."""
+
+    def __init__(self, target: Any, program: Recording, exact_literals: bool = False) -> None:
+        super().__init__()
+        self.target = target  # a module's parameters (and learned components') are exported with it
+        self.fn = lower(program, exact_literals=exact_literals).fn
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.target, nn.Module):
+            module: Any = self.target
+            given = (*inputs, *(module.params[n] for n in module.param_names))
+            inputs = tuple(given[i] for i in module._order)
+        return self.fn(*inputs)  # type: ignore[no-any-return]
 
 
 def compiled_of(target: Any) -> Any:
@@ -117,8 +138,10 @@ def to_pt2(target: Any, *args: torch.Tensor, shapes: Mapping[str, Shape] | None 
     ``.module()`` is called with the inputs in ``target.inputs`` order; ``torch.export.save``
     writes it to a ``.pt2`` file."""
     args = args or examples(target, shapes, dtype=dtype)
-    check_exportable(recording(target, args), onnx=False)
-    return torch.export.export(Exportable(target), tuple(args), dynamic_shapes=dynamic_batch(target, args))
+    program = recording(target, args)
+    check_exportable(program, onnx=False)
+    return torch.export.export(LoweredExportable(target, program), tuple(args),
+                               dynamic_shapes=dynamic_batch(target, args))
 
 
 def to_onnx(target: Any, *args: torch.Tensor, shapes: Mapping[str, Shape] | None = None,
@@ -131,9 +154,14 @@ def to_onnx(target: Any, *args: torch.Tensor, shapes: Mapping[str, Shape] | None
     except ImportError:
         raise CallError("ONNX export needs onnx and onnxscript", hint="pip install 'nc[export]'") from None
     args = args or examples(target, shapes, dtype=dtype)
-    check_exportable(recording(target, args), onnx=True)
-    ep = torch.export.export(Exportable(target), tuple(args), dynamic_shapes=dynamic_batch(target, args))
-    ep = ep.run_decompositions(closed_forms.decompositions())  # inv/solve as closed forms (sizes checked above)
+    program = recording(target, args)
+    check_exportable(program, onnx=True)
+    wrapper = LoweredExportable(target, program, exact_literals=program.dtype == torch.float64)
+    ep = torch.export.export(wrapper, tuple(args), dynamic_shapes=dynamic_batch(target, args))
+    # inv/solve as closed forms (sizes checked above); det too where it can (onnxruntime has a
+    # float32 Det only), else ONNX's Det.
+    dets = [matrix_size(e) for e in all_equations(program.eqns) if e.prim == "det"]
+    ep = ep.run_decompositions(closed_forms.decompositions(all(n in closed_forms.SIZES for n in dets)))
     names = [input_name(n) for n in target.inputs]
     return torch.onnx.export(ep, tuple(args), dynamo=True, input_names=names, output_names=["result"],
                              verbose=False)

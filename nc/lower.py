@@ -52,15 +52,16 @@ _names = itertools.count()
 
 
 def lower(program: Recording, *, generic: bool = False, inline: bool = True,
-          fallback: Callable[..., torch.Tensor] | None = None) -> Lowered:
+          fallback: Callable[..., torch.Tensor] | None = None, exact_literals: bool = False) -> Lowered:
     """Compile ``program`` to a Python function of its inputs (in order).
 
     A *generic* function is an entry point: it takes its dtype and device from the inputs at
     every call (constants come from a per-dtype cache), so one function serves every signature
     with the same ranks, and it hands any call it cannot run as is to ``fallback(args, kwargs)``,
-    the checked path (see `entry_function`).
+    the checked path (see `entry_function`). ``exact_literals``: literals that float32 cannot hold
+    become constant tensors of the program's dtype (for exporters, see `nc.codegen.CodeWriter`).
     """
-    w = CodeWriter(inline)
+    w = CodeWriter(inline, exact_literals)
     out = program.output
     needed = {out.id} if isinstance(out, Var) else set()
     w.equations(live_equations(program.eqns, needed), 0, result=out.id if isinstance(out, Var) else None)
@@ -75,6 +76,8 @@ def lower(program: Recording, *, generic: bool = False, inline: bool = True,
         src.add(1, f"return {result[0]}", result[1])
     source = src.text()
     namespace = globals_for(program, generic, fallback)
+    namespace.update({f"L{i}": torch.tensor(v, dtype=program.dtype, device=program.device)
+                      for i, v in enumerate(w.literals)})
     filename = f"<nc-generated-{next(_names)}>"  # a counter: unique for the process's lifetime
     code = compile(source, filename, "exec")
     exec(code, namespace)  # noqa: S102 - source built above from nc's own templates and names

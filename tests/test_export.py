@@ -173,8 +173,11 @@ def test_vector_matrix_and_rk4_programs_export(case: dict) -> None:
     need_onnx()
     f = nc.compile_fn(case["program"])
     base = [torch.tensor(case["args"][n], dtype=F64) for n in f.inputs]
-    # A batch of three: the conformance arguments, slightly moved (a batch axis on each input).
-    x = tuple(torch.stack([b * (1 + 0.01 * k) for k in range(3)]) for b in base)
+    batch = max(b.dim() - f.ranks[n] for n, b in zip(f.inputs, base))
+    # A batch of three: the conformance arguments, slightly moved (a new leading batch axis).
+    x = tuple(torch.stack([b * (1 + 0.01 * k) for k in range(3)]).reshape(3, *[1] * (batch - b.dim() + f.ranks[n]),
+                                                                          *b.shape)
+              for n, b in zip(f.inputs, base))
     want = f(*x)
     assert torch.equal(to_pt2(f, *x).module()(*x), want)
     assert_close(onnx_run(to_onnx(f, *x), x), want, 1e-12)
@@ -185,9 +188,9 @@ def test_rk4_rollout_and_hybrid_export_to_onnx() -> None:
     need_onnx()
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-    hybrid = nc.compile("(define (f t v) (- (* k v) (drag v))) (rk4 f v0 0.05 20)", trainable=["k"],
+    hybrid = nc.compile("(define (f t v) (- (* k v) (drag v))) (rk4 f v0 0.05 20)", params={"k": -0.5},
                         modules={"drag": net}, dtype=F64)
-    x = examples(hybrid, batch=5, dtype=F64)
+    x = examples(hybrid, shapes={"v0": (1,)}, batch=5, dtype=F64)
     want = hybrid(*x).detach()
     assert torch.equal(to_pt2(hybrid, *x).module()(*x), want)
     assert_close(onnx_run(to_onnx(hybrid, *x), x), want, 1e-12)
@@ -229,3 +232,36 @@ def test_cli_export_writes_onnx_and_pt2(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "nc.cli", "export", str(prog), "-o", str(tmp_path / "x.onnx")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and "--shape r=" in bad.stderr
+
+
+class Hand(torch.nn.Module):
+    """A hand-written torch function of the inputs with the program's constants as parameters."""
+
+    def __init__(self, fn: object, constants: dict[str, float]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.names = list(constants)
+        for k, v in constants.items():
+            self.register_parameter(k, torch.nn.Parameter(torch.tensor(v)))
+
+    def forward(self, *x: torch.Tensor) -> torch.Tensor:
+        return self.fn(*x, *(getattr(self, n) for n in self.names))  # type: ignore[operator]
+
+
+HAND = {
+    "planck": lambda f, h: h * f,
+    "ideal_gas": lambda n, T, V, kB: n * (kB * T) / V,
+    "lorentz": lambda m0, v, c: m0 / torch.sqrt(1 - (v / c) ** 2),
+    "oscillator": lambda t, A, omega, phi: A * torch.sin(omega * t + phi),
+}
+
+
+@pytest.mark.parametrize("case", [c for c in FEYNMAN if c["id"] in HAND], ids=lambda c: c["id"])
+def test_exported_graph_has_the_nodes_of_the_hand_written_function(case: dict) -> None:
+    model = nc.compile(case["program"], params=case["constants"])
+    x = examples(model, batch=3)
+    hand = Hand(HAND[case["id"]], case["constants"])
+    ep_hand = torch.export.export(hand, x, dynamic_shapes=((({0: torch.export.Dim.AUTO},) * len(x)),))
+    ep = to_pt2(model, *x)
+    assert sorted(call_nodes(ep)) == sorted(call_nodes(ep_hand))
+    assert torch.allclose(ep.module()(*x), hand(*x))
