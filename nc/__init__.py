@@ -9,6 +9,7 @@ See README.md and docs/ for the language and the API.
 from __future__ import annotations
 
 from .api import CompiledFunction, compile, compile_fn, make_program
+from .discover import Discovery, discover
 from .errors import (
     ArityError,
     CallError,
@@ -40,6 +41,7 @@ __all__ = [
     "ArityError",
     "CallError",
     "CompiledFunction",
+    "Discovery",
     "DomainError",
     "LimitError",
     "NCError",
@@ -55,6 +57,7 @@ __all__ = [
     "FitResult",
     "ShootingLoss",
     "compile",
+    "discover",
     "fit",
     "FitWarning",
     "fit_many",

@@ -179,19 +179,17 @@ class Branches:
 
     # ---- calls of primitives ------------------------------------------------------------------
 
-    def domain_check(self, prim: Primitive, template: str, args: list[Value], span: Span | None) -> None:
+    def domain_check(self, prim: Primitive, args: list[Value], span: Span | None) -> None:
         """Record a check that the arguments are in the primitive's domain where this code runs."""
-        from .domains import rule_for
-
-        if rule_for(template) is None:
+        if len(args) not in prim.domains:
             return
         rank = max(len(pshape_of(a)) for a in args)
         mask = self.path_mask(rank)
-        self.domain_sites.append((template, prim.name, span))
+        self.domain_sites.append((prim.name, len(args), span))
         site = len(self.domain_sites) - 1
         head = [mask] if mask is not None else []
-        code = f"DOMAIN({site}, {'{0}' if mask is not None else 'None'}, " + \
-            ", ".join(f"{{{k + len(head)}}}" for k in range(len(args))) + ")"
+        code = TABLE["%domain"].template(len(head) + len(args), [()] * (len(head) + len(args)),
+                                         {"site": site, "masked": mask is not None})
         self.record("%domain", code, [*head, *args], (), span, params={"effect": True})
 
     def path_mask(self, rank: int) -> Var | None:

@@ -1,24 +1,19 @@
-"""Tracing calls of primitives: variadic folds, comparison chains, static arguments, `vlen`."""
+"""Tracing calls of primitives: variadic folds, comparison chains, static arguments, trace hooks."""
 
 from __future__ import annotations
 
 import torch
 
 from . import ir
-from .errors import ShapeError
 from .primitives import TABLE, Primitive
 from .program import Var
-from .shapes import show
-from .trace import F64, Env, Tracer, Value, pshape_of
+from .trace import F64, Env, Tracer, Value
 
 
 def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
     prim = TABLE[node.prim]
-    n_static = len(prim.static)
-    n_dynamic = len(node.args) - n_static if n_static else len(node.args)
-    if prim.name == "ref":
-        n_dynamic = 1
-    if prim.name == "vec" and all(isinstance(a, ir.Const) for a in node.args):
+    n_dynamic = prim.dynamic if prim.dynamic is not None else len(node.args) - len(prim.static)
+    if prim.literal_vector and all(isinstance(a, ir.Const) for a in node.args):
         # A literal vector [1 2 3 ...] is one constant, made at the cost of its elements only.
         tr.spend(len(node.args), node.span)
         return torch.tensor([a.value for a in node.args], dtype=F64)  # type: ignore[attr-defined]
@@ -27,31 +22,14 @@ def prim_call(tr: Tracer, node: ir.PrimCall, env: Env) -> Value:
                for a, name in zip(node.args[n_dynamic:], prim.static)]
     params = dict(zip(prim.static, statics))
     span = node.span
-    if prim.name == "vlen":
+    if prim.hook is not None:
         tr.check_ranks(prim, args, span)  # an undeclared input asked for its length is a vector
-        return vlen(tr, args[0], span)
+        return prim.hook(tr, prim, args, span)  # type: ignore[arg-type]
     if prim.variadic == "fold":
         return fold_left(tr, prim, args, span)
     if prim.variadic == "chain":
         return chain(tr, prim, args, span)
-    if prim.name == "ref" and len(statics) == 2:
-        return tr.apply(prim, args, span, params=params, ranks=(2,))
-    return tr.apply(prim, args, span, params=params)
-
-
-def vlen(tr: Tracer, v: Value, span: object) -> Value:
-    shape = pshape_of(v)
-    if not shape:
-        raise ShapeError(f"vlen needs a vector, got {show(shape)}", span)  # type: ignore[arg-type]
-    if shape[-1] is None:
-        # Unknown until a call: read the size at run time. Control flow on it is not possible
-        # without the size (the tracer raises SizeDependent there, and calls are traced per shape).
-        rank = len(shape)  # the size, with the argument's batch axes (as vmap would give)
-        code = "torch.full({0}.shape[:{0}.dim() - " + str(rank) + "], {0}.shape[-1], dtype={dt}, device={0}.device)"
-        out = tr.record("%vlen", code, [v], (), span)  # type: ignore[arg-type]
-        out.sizedep = True
-        return out
-    return torch.tensor(float(shape[-1]), dtype=F64)
+    return tr.apply(prim, args, span, params=params, ranks=prim.ranks_by_arity.get(len(node.args)))
 
 
 def fold_left(tr: Tracer, prim: Primitive, args: list[Value], span: object) -> Value:

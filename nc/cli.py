@@ -6,6 +6,7 @@
     nc primitives                the table of primitives
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
+    nc discover DATA.csv ...     discover a sparse right-hand side (see nc.discover)
 
 Exit status: 0 success; 1 errors in the program (or in fitting it); 2 wrong usage: a bad
 argument, or an input file that is missing, not UTF-8 text, or (``nc fit``) not a CSV of finite
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from .cli_input import UsageError, read_file
+from .discover import add_parser as add_discover_parser
 from .errors import NCError
 from .export_command import add_parser as add_export_parser
 from .fit_command import add_parser as add_fit_parser
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit_parser(sub)
     add_grammar_parser(sub)
     add_export_parser(sub)
+    add_discover_parser(sub)
     return parser
 
 

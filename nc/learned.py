@@ -20,6 +20,7 @@ from torch import nn
 
 from . import ir
 from .errors import CallError, ShapeError, Span
+from .primitives import TABLE
 from .program import Var
 from .shapes import Shape, show
 from .trace import Env, Promote, SizeDependent, Tracer, Value, pshape_of
@@ -44,11 +45,7 @@ def trace_external(tr: Tracer, node: ir.External, env: Env) -> Value:
     if not tr.abstract:
         check_dtype(module, node.name, tr.dtype, node.span)
     index = tr.external_index(node.name)
-    ranks = tuple(len(s) for s in shapes)
-    if len(args) == 1:
-        code = f"X{index}({{0}})"
-    else:
-        code = f"X{index}(*_rt.broadcast_batch(({{*}},), {ranks!r}))"
+    code = TABLE["learned:"].template(len(args), list(shapes), {"index": index})
     return tr.record(f"learned:{node.name}", code, args, out_shape, node.span)
 
 

@@ -130,7 +130,7 @@ def masked_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], state: lis
     assert value is not None
     init = [tr.atom(s) if not isinstance(s, Var) else s for s in state]
     ranks = tuple(len(pshape_of(s)) for s in state)
-    return tr.record("%loop", "", init, pshape_of(value), span, region=region,
+    return tr.record("%loop", code_of("%loop"), init, pshape_of(value), span, region=region,
                      params={"ranks": ranks, "value_rank": len(pshape_of(value)), "max_iter": tr.max_iter})
 
 

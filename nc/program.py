@@ -52,7 +52,7 @@ class Recording:
     constants: list[torch.Tensor]  # float64 (or bool) on the CPU; cast when lowered
     dtype: torch.dtype
     device: torch.device
-    domain_sites: list[Any] = attrs.field(factory=list)  # (template, primitive, span) per checked call
+    domain_sites: list[Any] = attrs.field(factory=list)  # (primitive, number of arguments, span) per checked call
     externals: list[Any] = attrs.field(factory=list)  # learned components, X0, X1, ... in generated code
 
     def listing(self) -> str:

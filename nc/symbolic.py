@@ -8,7 +8,7 @@ become ``Piecewise``, comparisons ``Piecewise((1, x < y), (0, True))``, vectors 
 SymPy matrices (a vector is a column). Loops whose exit is decided by constants unroll, as
 when tracing. Masked loops (exit depending on inputs), ``euler``/``rk4`` and learned
 components are an `NCError` naming the form. Primitives without a SymPy function of the same
-meaning (``round`` is half-to-even, ``remainder``, ``quotient``, ``truncate``, ``softplus``)
+meaning (``round`` is half-to-even, ``remainder``, ``quotient``, ``truncate``, ``softplus``, ``logaddexp``, ``xlogy``)
 are undefined SymPy functions of that name, which `from_sympy` writes back.
 
 `from_sympy` writes nc source for a SymPy expression (PySR's output, say); ``params`` become
@@ -38,7 +38,7 @@ MAX_INLINE_DEPTH = 200
 MAX_UNROLL = 10_000
 """Most iterations of a constant-exit loop that `to_sympy` unrolls."""
 
-UNDEFINED = ("round", "truncate", "remainder", "quotient", "softplus")
+UNDEFINED = ("round", "truncate", "remainder", "quotient", "softplus", "logaddexp", "xlogy")
 """Primitives written as undefined SymPy functions of the same name."""
 
 

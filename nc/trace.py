@@ -12,6 +12,7 @@ masked-loop equation (see `nc.loops`).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,7 +123,7 @@ class Tracer(Branches):
         self.externals: dict[str, Any] = dict(externals or {})
         self.external_shapes: dict[str, Any] = dict(external_shapes or {})
         self.externals_used: list[str] = []
-        self.domain_sites: list[tuple[str, str, Span | None]] = []
+        self.domain_sites: list[tuple[str, int, Span | None]] = []
         self.path_masks: dict[tuple[int, int], Var] = {}
         self.work = 0
         self.top_env = Env()  # the closure of every top-level function (one object: memo keys use its id)
@@ -255,28 +256,28 @@ class Tracer(Branches):
             raise ShapeError(text, span) from None
         template = code if code is not None else prim.template(len(args), shapes, params)
         if all(is_concrete(a) for a in args):
-            return self.fold(prim, template, args, params, span)
+            return self.fold(prim, template, args, params, out_shape, span)
         if prim.align:
             rank = sh.rank_of(shapes)
             args = [self.align(a, rank) if isinstance(a, Var) and a.rank < rank else a for a in args]
         promo = None
-        if prim.align or prim.family in ("elementwise", "arithmetic"):
+        if prim.promotes:
             promo = join_promo(*(a.promo for a in args if isinstance(a, Var)))
         if self.check_domain:
-            self.domain_check(prim, template, args, span)
+            self.domain_check(prim, args, span)
         out = self.record(prim.name, template, args, out_shape, span, params=params, py_scalars=prim.py_scalars,
                           promo=promo)
-        if prim.family == "comparison" and template.endswith(".to({dt})") and out.id not in self.comparisons:
-            self.comparisons[out.id] = (template[: -len(".to({dt})")], self.eqns[-1].args, prim.name, span)
+        if prim.mask and template == prim.code and out.id not in self.comparisons:
+            self.comparisons[out.id] = (prim.mask, self.eqns[-1].args, prim.name, span)
         return out
 
-    def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any],
+    def fold(self, prim: Primitive, template: str, args: list[Value], params: dict[str, Any], out_shape: sh.Shape,
              span: Span | None) -> torch.Tensor:
         from .primitives import format_code
 
-        n = params.get("n")
-        if n is not None and n * (n if prim.name == "eye" else 1) > MAX_CONSTANT_ELEMENTS:
-            raise LimitError(f"({prim.name} {n}) would have more than {MAX_CONSTANT_ELEMENTS} elements", span)
+        if prim.family == "constructor" and math.prod(s or 0 for s in out_shape) > MAX_CONSTANT_ELEMENTS:
+            sizes = " ".join(str(v) for v in params.values())
+            raise LimitError(f"({prim.name} {sizes}) would have more than {MAX_CONSTANT_ELEMENTS} elements", span)
 
         # A template of all arguments ({*}) keeps its {*}: one variadic folder serves every length.
         code = format_code(template.replace("{*}", "{_all_}"), [f"{{{k}}}" for k in range(len(args))],

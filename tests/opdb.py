@@ -114,6 +114,16 @@ def indep(shapes: dict[str, Shape], dists: Sequence[Dist]) -> Joint:
     return draw
 
 
+def with_zeros(dist: Dist) -> Dist:
+    """``dist`` with about a fifth of the values exactly 0 (xlogy's special case)."""
+    return lambda rng, shape: np.where(rng.uniform(0, 1, shape) < 0.2, 0.0, dist(rng, shape))
+
+
+def np_xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.where(x == 0, np.where(np.isnan(y), np.nan, 0.0), x * np.log(y))
+
+
 def clamp_sample(rng: np.random.Generator, batch: Shape) -> tuple[np.ndarray, ...]:
     lo = rng.uniform(-1.5, -0.5, batch)
     hi = rng.uniform(0.5, 1.5, batch)
@@ -365,6 +375,10 @@ add("clamp", "(clamp v lo hi)", {"v": V4, "lo": S, "hi": S}, clamp_vec_sample,
     lambda v, lo, hi: np.minimum(np.maximum(v, lo[..., None]), hi[..., None]),
     lambda v, lo, hi: torch.clamp(v, lo.unsqueeze(-1), hi.unsqueeze(-1)))
 add("hypot", "(hypot x y)", XY, hypot_sample, np.hypot, torch.hypot)
+add("logaddexp", "(logaddexp x y)", XY, [U(-30, 30), U(-30, 30)], np.logaddexp, torch.logaddexp)
+add("logaddexp", "(logaddexp u x)", {"u": V3, "x": S}, [U(-5, 5), U(-5, 5)],
+    lambda u, x: np.logaddexp(u, x[..., None]), lambda u, x: torch.logaddexp(u, x.unsqueeze(-1)))
+add("xlogy", "(xlogy x y)", XY, [with_zeros(U(-2, 2)), U(0.1, 4)], np_xlogy, torch.special.xlogy)
 
 # ---- comparison and logic: 0/1 in the computation dtype, no gradient ----------------------------
 _ints = grid(-1.0, 0.0, 1.0)

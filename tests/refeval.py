@@ -37,12 +37,13 @@ from typing import Any
 import mpmath
 import numpy as np
 
-__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
+__all__ = ["BOUNDARY_TOL", "MAX_ITER", "MAX_NESTING", "MAX_SIZE", "MAX_STEPS", "PRIMITIVES", "RefError", "evaluate", "fragile_decisions",
            "inputs_of", "read"]
 
 MAX_ITER = 1000
 MAX_SIZE = 4096
 MAX_STEPS = 100_000
+MAX_NESTING = 500  # deeper programs are a RefError whatever Python's recursion limit (nc raises it)
 
 
 class RefError(Exception):
@@ -89,6 +90,7 @@ class _Reader:
     def __init__(self, src: str) -> None:
         self.src = src
         self.i = 0
+        self.depth = 0
 
     def error(self, msg: str, at: int | None = None) -> RefError:
         """A RefError naming 1-based line and column of offset `at` (default: the cursor)."""
@@ -146,6 +148,9 @@ class _Reader:
     def _list(self) -> Form:
         start, opener = self.i, self.src[self.i]
         closer = ")" if opener == "(" else "]"
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"nesting deeper than {MAX_NESTING} (refeval's limit)", start)
         self.i += 1
         items: list[Datum] = []
         while True:
@@ -159,6 +164,7 @@ class _Reader:
                 self.i += 1
                 break
             items.append(self.datum())
+        self.depth -= 1
         if opener == "[":
             return Form([Sym("vec", start), *items], start, bracket=True)
         return Form(items, start)
@@ -942,6 +948,11 @@ def _sigmoid(x: Value) -> Value:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _xlogy(x: Value, y: Value) -> Value:
+    with np.errstate(all="ignore"):
+        return np.where(np.asarray(x) == 0, np.where(np.isnan(y), np.nan, 0.0), x * np.log(y))
+
+
 def _softplus(x: Value) -> Value:
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
@@ -1094,6 +1105,8 @@ PRIMITIVES: dict[str, tuple[int, int | None, _P]] = {
     "truncate": _unary(np.trunc),
     "clamp": (3, 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi)),
     "hypot": (2, 2, np.hypot),
+    "logaddexp": (2, 2, np.logaddexp),
+    "xlogy": (2, 2, _xlogy),
     "sigmoid": _unary(_sigmoid),
     "softplus": _unary(_softplus),
     "relu": _unary(lambda x: np.maximum(x, 0.0)),

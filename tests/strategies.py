@@ -56,7 +56,9 @@ from hypothesis import strategies as st
 
 __all__ = [
     "CAP",
+    "GEN_BY_MAKERS",
     "GEN_PRIMITIVES",
+    "NOT_GENERATED",
     "INPUT_RANGE",
     "SCALAR_INPUTS",
     "VECTOR_INPUTS",
@@ -326,6 +328,8 @@ GEN_PRIMITIVES: tuple[GenPrim, ...] = (
     _p("truncate", 1, ANY, _mono(math.trunc), smooth=False),
     _p("clamp", 3, ANY, lambda x, lo, hi: _min(_max(x, lo), hi)),
     _p("hypot", 2, ANY, lambda a, b: _pad(0.0, math.hypot(a.mag(), b.mag()))),
+    _p("logaddexp", 2, ANY, _corners(lambda p, q: float(np.logaddexp(p, q)))),
+    _p("xlogy", 2, (ANY, POS), _corners(lambda p, q: p * math.log(q))),
     _p("sigmoid", 1, ANY, _mono(lambda v: 1 / (1 + math.exp(-v)), (0.0, 1.0))),
     _p("softplus", 1, ANY, _mono(lambda v: max(v, 0.0) + math.log1p(math.exp(-abs(v))), (0.0, math.inf))),
     _p("relu", 1, ANY, _mono(lambda v: max(v, 0.0))),
@@ -346,6 +350,27 @@ GEN_PRIMITIVES: tuple[GenPrim, ...] = (
     _p("normalize", 1, NONZERO_VEC, _const(-1.0 - 1e-9, 1.0 + 1e-9), sig="v>v"),
     _p("cumsum", 1, ANY, lambda a: _pad(min(a.lo, 3 * a.lo), max(a.hi, 3 * a.hi)), sig="v>v"),
 )
+
+# Primitives written by their own makers below, whose arguments are not drawn by domain.
+GEN_BY_MAKERS: tuple[str, ...] = ("vec", "ref", "vector-ref", "mat", "det", "roll", "matvec")
+
+# Public primitives the generator never writes, and why (tests/test_table_coverage.py requires
+# every public name to be generated or listed here).
+NOT_GENERATED: dict[str, str] = {
+    "concat": "changes the vector length; generated vectors all have length 3",
+    "laplacian1d": "second differences over dx^2 blow intervals up past any useful bound",
+    "matmul": "matrices appear only inside det and matvec (no matrix-valued expressions)",
+    "outer": "matrix-valued",
+    "transpose": "matrix-valued",
+    "trace": "takes a matrix; matrices are generated only inside det and matvec",
+    "inv": "ill-conditioned on generated matrices (see conditioning_ok for det)",
+    "solve": "ill-conditioned on generated matrices",
+    "diag": "matrix-valued",
+    "expm": "takes a matrix; its interval has no cheap bound",
+    "eye": "matrix-valued constant",
+    "zeros": "constant; the property tests need input-dependent programs",
+    "ones": "constant; the property tests need input-dependent programs",
+}
 
 # ----------------------------------------------------------------------------------------------
 # Generation context

@@ -23,7 +23,7 @@ import torch
 from torch.func import jacfwd, jacrev, vmap
 
 import nc
-from nc.primitives import PUBLIC_NAMES, lookup, table_rows
+from nc.primitives import lookup, table_rows
 
 ENTRIES = opdb.ENTRIES
 BY_LABEL = opdb.by_label()
@@ -95,19 +95,7 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 # ---- coverage ------------------------------------------------------------------------------------
-def test_every_public_name_has_an_entry() -> None:
-    covered = {e.name for e in ENTRIES}
-    missing = sorted(set(PUBLIC_NAMES) - covered)
-    assert not missing, f"no op-database entry for: {' '.join(missing)}"
-
-
-def test_entries_name_public_primitives() -> None:
-    stale = sorted({e.name for e in ENTRIES} - set(PUBLIC_NAMES))
-    assert not stale, f"op-database entries for unknown primitives: {' '.join(stale)}"
-    wrong_row = [e.label for e in ENTRIES if lookup(e.name) is None or lookup(e.name).name != e.row]
-    assert not wrong_row, f"entries whose row is not the one their name resolves to: {wrong_row}"
-
-
+# That every public name has an entry, and every entry a public row: tests/test_table_coverage.py.
 ALIASES = [(alias, r.name) for r in table_rows() for alias in r.aliases]
 
 

@@ -34,7 +34,8 @@ SPECIAL = {
     "solve": "(solve A u)", "diag": "(diag u)", "expm": "(expm (mat [0 x] [(- x) 0]))",
     "eye": "(+ (eye 3) A)", "zeros": "(+ (zeros 3) u)", "ones": "(* (ones 3) x)",
     "pow": "(pow x 3)", "modulo": "(vec (modulo 7 y) (modulo x 0.3))", "remainder": "(remainder 7 y)",
-    "quotient": "(quotient 7 y)", "hypot": "(hypot x y)", "round": "(vec (round 2.5) (round (* 10 x)))",
+    "quotient": "(quotient 7 y)", "hypot": "(hypot x y)", "logaddexp": "(logaddexp x y)",
+    "xlogy": "(vec (xlogy 0 y) (xlogy x (abs y)))", "round": "(vec (round 2.5) (round (* 10 x)))",
 }
 ARGS = {"x": 0.7, "y": -1.3, "u": U, "w": W, "A": A}
 
