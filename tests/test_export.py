@@ -265,3 +265,15 @@ def test_exported_graph_has_the_nodes_of_the_hand_written_function(case: dict) -
     ep = to_pt2(model, *x)
     assert sorted(call_nodes(ep)) == sorted(call_nodes(ep_hand))
     assert torch.allclose(ep.module()(*x), hand(*x))
+
+
+def test_torch_export_directly_with_a_dynamic_batch_dim() -> None:
+    """The issue's reproducer: torch.export.export(model, args, dynamic_shapes=Dim) on an nc module."""
+    model = nc.compile(GRAVITY, trainable=["G"])
+    x = tuple(torch.rand(4) + 0.5 for _ in range(3))
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(model, x, dynamic_shapes=(({0: batch},) * 3,))
+    assert not any("promote_types" in t for t in call_nodes(ep))
+    assert len(call_nodes(ep)) == 4  # mul, mul, pow, div: once
+    y = tuple(torch.rand(11) + 0.5 for _ in range(3))
+    assert torch.equal(ep.module()(*y), model(*y))
