@@ -28,6 +28,7 @@ from .diagnostics import check
 from .discover import add_parser as add_discover_parser
 from .errors import NCError
 from .experiments.runner import add_parser as add_reproduce_parser
+from .export_command import add_parser as add_export_parser
 from .fit_command import add_parser as add_fit_parser
 from .grammar import add_parser as add_grammar_parser
 from .primitives import table_rows
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
     add_fit_parser(sub)
     add_grammar_parser(sub)
+    add_export_parser(sub)
     add_discover_parser(sub)
     add_reproduce_parser(sub)
     return parser
