@@ -109,7 +109,8 @@ class Compiled:
     def run(self, values: Sequence[torch.Tensor], statics: Mapping[str, int] | None = None) -> torch.Tensor:
         if self.static and statics is None:
             raise static_error(self, sorted(self.static)[0])
-        key = signature(self.inputs, values)
+        # Under a tracer, sizes may be symbolic (unhashable) and nothing is cached: build afresh.
+        key = signature(self.inputs, values) if not tracing_active() else None
         if key is not None and statics:
             key = (*key, ("static", tuple(sorted(statics.items()))))
         hit = self.cache.get(key) if key is not None else None
