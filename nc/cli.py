@@ -7,6 +7,7 @@
     nc check FILE [--json]       all diagnostics of FILE without running it
     nc fit FILE DATA.csv ...     fit the program's constants to a CSV file (see nc.fit_command)
     nc discover DATA.csv ...     discover a sparse right-hand side (see nc.discover)
+    nc reproduce [EXPERIMENT ...] the paper's experiments with statistics (see nc.experiments)
 
 Exit status: 0 success; 1 errors in the program (or in fitting it); 2 wrong usage: a bad
 argument, or an input file that is missing, not UTF-8 text, or (``nc fit``) not a CSV of finite
@@ -20,11 +21,18 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .api import compile_fn
 from .cli_input import UsageError, read_file
+from .demo import run
+from .diagnostics import check
 from .discover import add_parser as add_discover_parser
 from .errors import NCError
+from .experiments.runner import add_parser as add_reproduce_parser
+from .export_command import add_parser as add_export_parser
 from .fit_command import add_parser as add_fit_parser
 from .grammar import add_parser as add_grammar_parser
+from .primitives import table_rows
+from .symbolic import latex_listing
 
 __all__ = ["UsageError", "build_parser", "main", "read_file"]
 
@@ -71,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_check)
     add_fit_parser(sub)
     add_grammar_parser(sub)
+    add_export_parser(sub)
     add_discover_parser(sub)
+    add_reproduce_parser(sub)
     return parser
 
 
@@ -87,17 +97,14 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int | None, ...]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
 
     run(seed=args.seed, noise=args.noise)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .api import compile_fn
 
     if args.latex:
-        from .symbolic import latex_listing
 
         print(latex_listing(read_file(args.file), name=args.file, shapes=parse_shapes(args.shape)))
         return 0
@@ -107,7 +114,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_primitives(args: argparse.Namespace) -> int:
-    from .primitives import table_rows
 
     rows = table_rows()
     width = max(len(r.name + "".join(" / " + a for a in r.aliases)) for r in rows)
@@ -122,7 +128,6 @@ def cmd_primitives(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .diagnostics import check
 
     problems = check(read_file(args.file), name=args.file, shapes=parse_shapes(args.shape))
     if args.json:

@@ -11,16 +11,19 @@ ever edited, searched or renumbered after it is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 
 from . import runtime
 from .domains import DomainSites
+from .equations import Atom, ConstRef, Eqn, Lit, Var, live_equations, region_uses
 from .errors import Span
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Recording, Var, live_equations, region_uses
+
+if TYPE_CHECKING:
+    from .program import Recording
 
 INDENT = "    "
 
@@ -69,8 +72,12 @@ class CodeWriter:
     at large N where hand-written code has them. Same operations, same order of each: same bits.
     """
 
-    def __init__(self, inline: bool = True) -> None:
+    def __init__(self, inline: bool = True, exact_literals: bool = False) -> None:
         self.inline = inline
+        # With exact_literals, a literal that float32 cannot hold is a 0-d constant tensor ``L<N>``
+        # (ONNX exporters write Python scalars as float32 attributes: a float64 graph would lose digits).
+        self.exact_literals = exact_literals
+        self.literals: list[float] = []
         self.lines: list[Line] = []
         self.constants: set[int] = set()  # indices of the constants the statements read
         self.uses_dtype = False  # whether a statement reads the computation dtype, DT
@@ -88,6 +95,9 @@ class CodeWriter:
             self.consumed.extend(inlined[2])
             return f"({inlined[0]})"
         if isinstance(a, Lit):
+            if self.exact_literals and float(torch.tensor(a.value, dtype=torch.float32)) != a.value:
+                self.literals.append(a.value)
+                return f"L{len(self.literals) - 1}"
             return repr(a.value) if a.value == a.value and abs(a.value) != float("inf") else f"float('{a.value}')"
         assert isinstance(a, ConstRef)
         self.constants.add(a.index)

@@ -94,7 +94,8 @@ class Compiled:
         return self.run(bind_arguments(self, self.names, given, kwargs))
 
     def run(self, values: Sequence[torch.Tensor]) -> torch.Tensor:
-        key = signature(self.inputs, values)
+        # Under a tracer, sizes may be symbolic (unhashable) and nothing is cached: build afresh.
+        key = signature(self.inputs, values) if not tracing_active() else None
         hit = self.cache.get(key) if key is not None else None
         if hit is None:
             entry, cast = self.build(values)

@@ -11,6 +11,8 @@ import time
 
 import torch
 
+import nc
+
 PENDULUM = """\
 ; theta'' = -(g/L) sin(theta) - b theta'
 (define b 0.3)
@@ -26,7 +28,6 @@ START = 5.0
 
 def run(seed: int = 0, noise: float = 0.0, echo: bool = True) -> dict[str, float]:
     """Fit ``g/L`` and return the recovered value, its relative error and the time taken."""
-    import nc
 
     say = print if echo else (lambda *a, **k: None)
     torch.manual_seed(seed)

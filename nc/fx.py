@@ -22,16 +22,19 @@ node counts and fx passes work on nc programs and can point back at the source.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
 from torch import nn
 
 from . import runtime
+from .equations import ConstRef, Eqn, Var, live_equations, region_uses
 from .errors import Span
 from .interpret import Interpreter, default_namespace, run_masked_loop
-from .program import ConstRef, Eqn, Recording, Var, live_equations, region_uses
+
+if TYPE_CHECKING:  # nc.program imports this module: Recording.to_fx
+    from .program import Recording
 
 
 class MaskedLoop(nn.Module):

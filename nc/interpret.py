@@ -10,14 +10,17 @@ generated code, so the values are the same bits. ``ops`` lets `nc.fx` run the eq
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import runtime, scan
 from .codegen import template_namespace
+from .equations import Atom, ConstRef, Eqn, Lit, Region, Var
 from .primitives import format_code
-from .program import Atom, ConstRef, Eqn, Lit, Recording, Region, Var
+
+if TYPE_CHECKING:  # nc.program imports this module (through nc.fx)
+    from .program import Recording
 
 _CACHE: dict[tuple[str, int], Callable[..., Any]] = {}
 

@@ -33,8 +33,8 @@ import torch
 
 from . import runtime
 from . import shapes as sh
+from .equations import Var  # not nc.program: it imports nc.fx, which imports this module
 from .errors import ShapeError, Span
-from .program import Var
 
 Template = str | Callable[..., str]
 

@@ -19,7 +19,8 @@ _INFRA_MODES = tuple(getattr(torch._C._TorchDispatchModeKey, k) for k in ("FAKE"
 
 def tracing_active() -> bool:
     """Whether a tracer is running: torch.compile (dynamo), or a dispatch mode such as
-    FakeTensorMode or make_fx's proxy mode (torch.export). Tensors made now may be fake or
+    FakeTensorMode or make_fx's proxy mode (torch.export). (torch.jit.trace runs on real
+    tensors: only its sizes are traced, see `nc.signatures.signature`.) Tensors made now may be fake or
     symbolic, so nothing made now may be cached for later calls."""
     if torch.compiler.is_compiling():
         return True
@@ -40,7 +41,23 @@ def without_tracing() -> Iterator[None]:
 
 
 class RankMismatch(Exception):
-    """An input has fewer axes than its per-example rank: the caller takes the checked path."""
+    """An input the fast path does not take as is (fewer axes than its per-example rank, or a
+    complex dtype): the caller takes the checked path, which converts it or explains."""
+
+
+_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+           torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+_PROMOTED = {(a, b): torch.promote_types(a, b) for a in _DTYPES for b in _DTYPES}
+"""PyTorch's promotion of two dtypes, computed once: calling ``torch.promote_types`` at each call
+would put an ``aten.promote_types`` node into every graph that torch.export records."""
+
+
+def promote(a: torch.dtype, b: torch.dtype) -> torch.dtype:
+    """``torch.promote_types(a, b)``, from a table for the usual dtypes."""
+    if a is b:
+        return a
+    hit = _PROMOTED.get((a, b))
+    return hit if hit is not None else torch.promote_types(a, b)
 
 
 def dtype_device(inputs: Sequence[object]) -> tuple[torch.dtype, torch.device]:
@@ -53,7 +70,7 @@ def dtype_device(inputs: Sequence[object]) -> tuple[torch.dtype, torch.device]:
     device = None
     for x in inputs:
         if isinstance(x, torch.Tensor):
-            dtype = x.dtype if dtype is None else torch.promote_types(dtype, x.dtype)
+            dtype = x.dtype if dtype is None else promote(dtype, x.dtype)
             device = x.device if device is None else device
     return (dtype or torch.get_default_dtype()), (device or torch.device("cpu"))
 

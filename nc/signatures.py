@@ -7,6 +7,7 @@ not part of it, so calls with any number of batch sizes share one lowered functi
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +61,18 @@ def signature(inputs: InputShapes, values: Sequence[torch.Tensor]) -> Signature 
         if v.dim() < rank:
             return None
         key.append((tuple(v.shape[v.dim() - rank:]), v.dtype, v.device))
+    if torch.jit.is_tracing():  # sizes are traced 0-d tensors there (hashed by identity): make them ints
+        return tuple((static_sizes(s), t, dev) for s, t, dev in key)
     return tuple(key)
+
+
+def static_sizes(sizes: Sequence[Any]) -> Shape:
+    """Per-example sizes as ints. Under torch.jit.trace they are traced 0-d tensors; a trace
+    records them as constants, as nc does (a signature per per-example shape), so jit's
+    warning about that is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        return tuple(int(d) for d in sizes)
 
 
 def check_batch(inputs: InputShapes, values: Sequence[torch.Tensor]) -> None:
@@ -91,7 +103,7 @@ def split_shapes(inputs: InputShapes, values: Sequence[torch.Tensor]) -> dict[st
             want = show(inputs.declared[n]) if n in inputs.declared else f"rank {rank} per example"
             raise CallError(f"input '{n}' must be {want}, got a tensor of shape {list(v.shape)}",
                             inputs.spans[n], hint=inputs.rank_hint(n, rank))
-        pshape = tuple(v.shape[v.dim() - rank:])
+        pshape = static_sizes(v.shape[v.dim() - rank:])
         declared = inputs.declared.get(n)
         if declared is not None and any(d is not None and d != s for d, s in zip(declared, pshape)):
             raise CallError(f"input '{n}' must have per-example shape {show(declared)}, got trailing "

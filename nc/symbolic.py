@@ -20,34 +20,36 @@ SymPy is optional (``pip install 'nc[sympy]'``).
 
 from __future__ import annotations
 
+__all__ = ["UNDEFINED", "from_sympy", "latex_listing", "lift_constants", "to_latex", "to_sympy"]
+
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import reduce
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import ir
+from .compiled import Compiled, deep_recursion
 from .errors import CallError, NCError, Span
-from .writeback import value_source
+from .from_sympy import from_sympy, lift_constants
+from .options import CompileOptions
+from .parse import parse
+from .sympy_rules import (
+    UNDEFINED,
+    as_sympy,
+    elementwise,
+    number,
+    piecewise,
+    primitive_rules,
+    truth,
+)
+from .sympy_rules import sympy_module as _sympy
 
 MAX_INLINE_DEPTH = 200
 """Deepest nesting of inlined function calls (static recursion unrolls up to this)."""
 
 MAX_UNROLL = 10_000
 """Most iterations of a constant-exit loop that `to_sympy` unrolls."""
-
-UNDEFINED = ("round", "truncate", "remainder", "quotient", "softplus", "logaddexp", "xlogy")
-"""Primitives written as undefined SymPy functions of the same name."""
-
-
-def _sympy() -> Any:
-    try:
-        import sympy
-    except ImportError as e:  # optional dependency
-        raise ImportError("nc.to_sympy/from_sympy need the 'sympy' package: pip install 'nc[sympy]'") from e
-    return sympy
 
 
 # ---- nc -> SymPy -----------------------------------------------------------------------------
@@ -64,14 +66,11 @@ def to_sympy(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None 
     if constants not in ("inline", "symbols"):
         raise CallError(f"constants= must be 'inline' or 'symbols', got {constants!r}")
     src, promote, externals, declared = _source_of(program)
-    from .compiled import Compiled, deep_recursion
-    from .options import CompileOptions
 
     compiled = Compiled(src, CompileOptions(shapes={**declared, **dict(shapes or {})}, name=name),
                         promote=promote) if not externals else None
     with deep_recursion():
         if compiled is None:
-            from .parse import parse
 
             tree = parse(src, name=name, promote=promote, externals=externals)
             ranks = {n: 0 for n in tree.inputs}
@@ -107,7 +106,7 @@ class _Evaluator:
         self.globals: dict[str, Any] = {}
         self.depth = 0
         self.inputs = {n: self.input_value(n, ranks.get(n, 0), sizes.get(n)) for n in tree.inputs}
-        self.prims = _primitive_rules(self.sp)
+        self.prims = primitive_rules(self.sp)
 
     def input_value(self, name: str, rank: int, shape: Any) -> Any:
         if rank == 0:
@@ -235,247 +234,6 @@ class _Evaluator:
                       "SymPy form", node.span)
 
 
-def number(sp: Any, x: float) -> Any:
-    if math.isfinite(x) and x == int(x) and abs(x) < 2**53:
-        return sp.Integer(int(x))
-    if math.isnan(x):
-        return sp.nan
-    if math.isinf(x):
-        return sp.oo if x > 0 else -sp.oo
-    return sp.Float(x)
-
-
-def as_sympy(sp: Any, value: Any) -> Any:
-    """A value as SymPy: a scalar, a column vector or a matrix."""
-    if isinstance(value, np.ndarray):
-        if value.ndim == 1:
-            return sp.Matrix(list(value))
-        if value.ndim == 2:
-            return sp.Matrix(value.tolist())
-        raise NCError(f"to_sympy: a result of {value.ndim} axes per example has no SymPy matrix form")
-    return value
-
-
-def elementwise(f: Callable[..., Any], *args: Any) -> Any:
-    """``f`` on scalars, or broadcast over the per-example axes (numpy's rules, as nc aligns them)."""
-    if not any(isinstance(a, np.ndarray) for a in args):
-        return f(*args)
-    arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) if isinstance(a, np.ndarray) else
-                                   np.array(a, dtype=object) for a in args])
-    out = np.empty(arrays[0].shape, dtype=object)
-    for idx in np.ndindex(*out.shape):
-        out[idx] = f(*(a[idx] for a in arrays))
-    return out
-
-
-def truth(sp: Any, value: Any) -> Any:
-    """The condition ``value != 0`` (Python True/False when SymPy decides it)."""
-    def one(v: Any) -> Any:
-        if isinstance(v, sp.Piecewise) and len(v.args) == 2 and v.args[0][0] == 1 and v.args[1] == (0, True):
-            cond = v.args[0][1]
-        else:
-            cond = sp.Ne(v, 0)
-        if cond is sp.true:
-            return True
-        if cond is sp.false:
-            return False
-        return cond
-    return elementwise(one, value)
-
-
-def indicator(sp: Any, cond: Any) -> Any:
-    """1 where ``cond`` holds, else 0 (nc's comparison results)."""
-    if cond is True or cond is sp.true:
-        return sp.Integer(1)
-    if cond is False or cond is sp.false:
-        return sp.Integer(0)
-    return sp.Piecewise((1, cond), (0, True))
-
-
-def piecewise(sp: Any, cond: Any, a: Any, b: Any) -> Any:
-    if cond is True:
-        return a
-    if cond is False:
-        return b
-    if isinstance(b, sp.Piecewise):  # a cond: one Piecewise, not nested ones
-        return sp.Piecewise((a, cond), *b.args)
-    return sp.Piecewise((a, cond), (b, True))
-
-
-def _static_int(sp: Any, v: Any, what: str) -> int:
-    if isinstance(v, np.ndarray) or not getattr(v, "is_number", False) or v != int(v):
-        raise ValueError(f"{what} must be an integer constant, got {v}")
-    return int(v)
-
-
-def _matrix(sp: Any, a: Any) -> Any:
-    if not isinstance(a, np.ndarray) or a.ndim != 2:
-        raise ValueError("a matrix is needed")
-    return sp.Matrix(a.tolist())
-
-
-def _from_matrix(m: Any) -> Any:
-    out = np.empty((m.rows, m.cols), dtype=object)
-    for i in range(m.rows):
-        for j in range(m.cols):
-            out[i, j] = m[i, j]
-    return out
-
-
-def _vector(sp: Any, a: Any) -> Any:
-    if not isinstance(a, np.ndarray) or a.ndim != 1:
-        raise ValueError("a vector is needed")
-    return a
-
-
-def _primitive_rules(sp: Any) -> dict[str, Callable[..., Any]]:
-    """One SymPy rule per public primitive (aliases share the row's canonical name)."""
-    from sympy.codegen.cfunctions import expm1, hypot, log1p
-
-    def ew(f: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda *a: elementwise(f, *a)
-
-    def fold(f: Callable[[Any, Any], Any], unary: Callable[[Any], Any] | None = None,
-             empty: Any = None) -> Callable[..., Any]:
-        def rule(*a: Any) -> Any:
-            if not a:
-                return empty
-            if len(a) == 1:
-                return elementwise(unary, a[0]) if unary is not None else a[0]
-            return reduce(lambda x, y: elementwise(f, x, y), a)
-        return rule
-
-    def chain(rel: Callable[[Any, Any], Any]) -> Callable[..., Any]:
-        def rule(*a: Any) -> Any:
-            pairs = [elementwise(rel, x, y) for x, y in zip(a, a[1:])]
-            return reduce(lambda x, y: elementwise(lambda p, q: sp.And(p, q), x, y), pairs) \
-                if len(pairs) > 1 else pairs[0]
-        return lambda *a: elementwise(lambda c: indicator(sp, c), rule(*a))
-
-    def logic(f: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda *a: elementwise(lambda *t: indicator(sp, f(*t)), *[truth(sp, x) for x in a])
-
-    def reduce_last(f: Callable[[list[Any]], Any]) -> Callable[[Any], Any]:
-        def rule(v: Any) -> Any:
-            v = np.asarray(v, dtype=object)
-            if v.ndim == 1:
-                return f(list(v))
-            out = np.empty(v.shape[:-1], dtype=object)
-            for idx in np.ndindex(*out.shape):
-                out[idx] = f(list(v[idx]))
-            return out
-        return rule
-
-    def norm(v: Any) -> Any:
-        return reduce_last(lambda xs: sp.sqrt(sum(x**2 for x in xs)))(v)
-
-    def ref(v: Any, i: Any, j: Any = None) -> Any:
-        idx: tuple[int, ...] = (_static_int(sp, i, "the index of ref"),)
-        if j is not None:
-            idx += (_static_int(sp, j, "the index of ref"),)
-        return np.asarray(v, dtype=object)[idx]
-
-    def cross(u: Any, w: Any) -> Any:
-        a, b = sp.Matrix(list(_vector(sp, u))), sp.Matrix(list(_vector(sp, w)))
-        return np.array(list(a.cross(b)), dtype=object)
-
-    def laplacian(u: Any, dx: Any) -> Any:
-        u = _vector(sp, u)
-        out = np.array([sp.Integer(0)] * len(u), dtype=object)
-        for i in range(1, len(u) - 1):
-            out[i] = (u[i - 1] - 2 * u[i] + u[i + 1]) / (dx * dx)
-        return out
-
-    def stack(*xs: Any) -> Any:
-        return np.array(list(xs), dtype=object) if all(not isinstance(x, np.ndarray) for x in xs) \
-            else np.stack([np.asarray(x, dtype=object) for x in xs])
-
-    def expm(m: Any) -> Any:
-        out = m.exp()
-        if out.has(sp.I):  # complex eigenvalues: back to real functions
-            out = out.applyfunc(lambda e: sp.simplify(e.rewrite(sp.cos)))
-        if out.has(sp.I):
-            raise ValueError("this matrix exponential has no real closed form SymPy finds")
-        return out
-
-    def diag(v: Any) -> Any:
-        v = _vector(sp, v)
-        out = np.array([[sp.Integer(0)] * len(v) for _ in v], dtype=object)
-        for i, x in enumerate(v):
-            out[i, i] = x
-        return out
-
-    def cumsum(v: Any) -> Any:
-        v = _vector(sp, v)
-        return np.array([sum(v[: i + 1]) for i in range(len(v))], dtype=object)
-
-    def sized(fill: Callable[[int], Any]) -> Callable[[Any], Any]:
-        return lambda n: fill(_static_int(sp, n, "the size"))
-
-    def lin(f: Callable[[Any], Any]) -> Callable[..., Any]:
-        return lambda a: _from_matrix(f(_matrix(sp, a)))
-
-    def as_obj(a: Any) -> Any:
-        return np.asarray(a, dtype=object)
-
-    rules: dict[str, Callable[..., Any]] = {
-        "+": fold(lambda x, y: x + y, empty=sp.Integer(0)),
-        "-": fold(lambda x, y: x - y, lambda x: -x),
-        "*": fold(lambda x, y: x * y, empty=sp.Integer(1)),
-        "/": fold(lambda x, y: x / y, lambda x: 1 / x),
-        "pow": ew(lambda x, y: x**y),
-        "abs": ew(sp.Abs), "sign": ew(sp.sign),
-        "min": fold(sp.Min), "max": fold(sp.Max),
-        "modulo": ew(sp.Mod),
-        "sqrt": ew(sp.sqrt), "square": ew(lambda x: x**2), "cube": ew(lambda x: x**3),
-        "exp": ew(sp.exp), "expm1": ew(expm1), "log1p": ew(log1p),
-        "log": lambda x, b=None: elementwise(sp.log, x) if b is None else
-        elementwise(lambda p, q: sp.log(p) / sp.log(q), x, b),
-        "atan": lambda y, x=None: elementwise(sp.atan, y) if x is None else elementwise(sp.atan2, y, x),
-        "floor": ew(sp.floor), "ceiling": ew(sp.ceiling),
-        "clamp": ew(lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi)),
-        "hypot": ew(hypot),
-        "sigmoid": ew(lambda x: 1 / (1 + sp.exp(-x))),
-        "relu": ew(lambda x: sp.Max(x, 0)),
-        "erf": ew(sp.erf), "lgamma": ew(sp.loggamma),
-        "=": chain(sp.Eq), "<": chain(sp.Lt), ">": chain(sp.Gt), "<=": chain(sp.Le), ">=": chain(sp.Ge),
-        "and": logic(lambda *t: sp.And(*t)), "or": logic(lambda *t: sp.Or(*t)), "not": logic(sp.Not),
-        "zero?": ew(lambda x: indicator(sp, sp.Eq(x, 0))),
-        "positive?": ew(lambda x: indicator(sp, sp.Gt(x, 0))),
-        "negative?": ew(lambda x: indicator(sp, sp.Lt(x, 0))),
-        "vec": stack, "mat": stack, "ref": ref,
-        "dot": lambda u, w: reduce_last(lambda xs: sum(xs))(elementwise(lambda x, y: x * y, u, w)),
-        "cross": cross, "norm": norm,
-        "normalize": lambda v: elementwise(lambda x, n: x / n, v, norm(v)[..., None] if np.ndim(norm(v)) else norm(v)),
-        "vsum": reduce_last(lambda xs: sum(xs)), "vmean": reduce_last(lambda xs: sum(xs) / len(xs)),
-        "vmin": reduce_last(lambda xs: sp.Min(*xs)), "vmax": reduce_last(lambda xs: sp.Max(*xs)),
-        "vprod": reduce_last(lambda xs: sp.Mul(*xs)),
-        "scale": ew(lambda s, x: s * x),
-        "vlen": lambda v: sp.Integer(np.shape(v)[-1]),
-        "concat": lambda *vs: np.concatenate([as_obj(v) for v in vs], axis=-1),
-        "roll": lambda v, k: np.roll(as_obj(v), _static_int(sp, k, "the shift of roll"), axis=-1),
-        "cumsum": cumsum, "laplacian1d": laplacian,
-        "matmul": lambda a, b: _from_matrix(_matrix(sp, a) * _matrix(sp, b)),
-        "matvec": lambda a, v: np.array(list(_matrix(sp, a) * sp.Matrix(list(_vector(sp, v)))), dtype=object),
-        "outer": lambda u, w: _from_matrix(sp.Matrix(list(_vector(sp, u))) * sp.Matrix(list(_vector(sp, w))).T),
-        "transpose": lambda a: as_obj(a).swapaxes(-1, -2),
-        "trace": lambda a: _matrix(sp, a).trace(),
-        "det": lambda a: _matrix(sp, a).det(),
-        "inv": lin(lambda m: m.inv()),
-        "solve": lambda a, b: np.array(list(_matrix(sp, a).LUsolve(sp.Matrix(list(_vector(sp, b))))), dtype=object),
-        "diag": diag,
-        "expm": lin(expm),
-        "eye": sized(lambda n: _from_matrix(sp.eye(n))),
-        "zeros": sized(lambda n: np.array([sp.Integer(0)] * n, dtype=object)),
-        "ones": sized(lambda n: np.array([sp.Integer(1)] * n, dtype=object)),
-    }
-    for name in ("sin", "cos", "tan", "asin", "acos", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh"):
-        rules[name] = ew(getattr(sp, name))
-    for name in UNDEFINED:
-        rules[name] = ew(sp.Function(name))
-    return rules
-
-
 def to_latex(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None = None,
              constants: str = "symbols", name: str = "<program>") -> str:
     """The formula of an nc program as LaTeX (top-level constants by name unless ``constants="inline"``)."""
@@ -484,8 +242,6 @@ def to_latex(program: Any, *, shapes: Mapping[str, Sequence[int | None]] | None 
 
 def latex_listing(src: str, *, name: str = "<program>", shapes: Mapping[str, Sequence[int | None]] | None = None) -> str:
     """``nc show FILE --latex``: the formula, then the value of each top-level numeric constant."""
-    from .compiled import deep_recursion
-    from .parse import parse
 
     sp = _sympy()
     with deep_recursion():
@@ -499,185 +255,3 @@ def latex_listing(src: str, *, name: str = "<program>", shapes: Mapping[str, Seq
     return "\n".join(lines)
 
 
-# ---- SymPy -> nc -----------------------------------------------------------------------------
-
-def lift_constants(expr: Any, *, prefix: str = "c") -> tuple[Any, dict[str, float]]:
-    """``expr`` with each float replaced by a symbol ``c0``, ``c1``, ... and those symbols' values.
-
-    Integers and rationals (exponents such as 2, the 1/2 of a square root) stay as they are.
-    """
-    sp = _sympy()
-    values: dict[str, float] = {}
-    mapping = {}
-    for f in sorted(expr.atoms(sp.Float), key=lambda a: (float(a), str(a))):
-        name = f"{prefix}{len(values)}"
-        values[name] = float(f)
-        mapping[f] = sp.Symbol(name)
-    return expr.xreplace(mapping), values
-
-
-def from_sympy(expr: Any, *, params: Mapping[str, Any] | None = None, inputs: Sequence[str] | None = None) -> str:
-    """nc source computing the SymPy expression (or matrix) ``expr``.
-
-    ``params`` maps names to values, written as top-level ``(define name value)`` constants
-    (``nc.compile(src, trainable=list(params))`` makes them parameters). ``inputs`` fixes the
-    order (and the presence) of the inputs by making the result a ``(lambda (inputs ...) ...)``;
-    without it the inputs are the free names in order of first occurrence in the written source.
-    Symbols are names; ``u[i]`` (an ``Indexed``) is ``(ref u i)``.
-    """
-    sp = _sympy()
-    writer = _Writer(sp)
-    body = writer.expr(sp.sympify(expr))
-    lines = []
-    for name, value in (params or {}).items():
-        writer.check_name(name)
-        lines.append(f"(define {name} {_value_source(name, value)})")
-    if inputs is not None:
-        for n in inputs:
-            writer.check_name(n)
-        body = f"(lambda ({' '.join(inputs)})\n  {body})"
-    lines.append(body)
-    return "\n".join(lines) + "\n"
-
-
-def _value_source(name: str, value: Any) -> str:
-    if not hasattr(value, "detach"):
-        value = torch.tensor(float(value), dtype=torch.float64)
-    return value_source(name, value)
-
-
-class _Writer:
-    """SymPy expression to nc source text."""
-
-    def __init__(self, sp: Any) -> None:
-        self.sp = sp
-        from sympy.codegen.cfunctions import expm1, hypot, log1p
-
-        self.functions: dict[Any, str] = {
-            sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.asin: "asin", sp.acos: "acos", sp.atan: "atan",
-            sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asinh: "asinh", sp.acosh: "acosh",
-            sp.atanh: "atanh", sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign",
-            sp.floor: "floor", sp.ceiling: "ceiling", sp.erf: "erf", sp.loggamma: "lgamma",
-            sp.Mod: "modulo", sp.atan2: "atan",
-            expm1: "expm1", log1p: "log1p", hypot: "hypot",
-        }
-
-    def check_name(self, name: str) -> None:
-        from .forms import RESERVED
-        from .reader import NUMBER_LIKE_RE, SYMBOL_RE
-
-        if not SYMBOL_RE.match(name) or NUMBER_LIKE_RE.match(name) or "." in name or name in RESERVED:
-            raise CallError(f"from_sympy: '{name}' is not an nc name",
-                            hint="names use letters, digits and ! $ % & * / : < = > ? ^ _ ~ + - @, "
-                                 "do not start like a number and are not special forms")
-
-    def expr(self, e: Any) -> str:
-        sp = self.sp
-        if isinstance(e, sp.MatrixBase):
-            rows = [[self.expr(e[i, j]) for j in range(e.cols)] for i in range(e.rows)]
-            if e.cols == 1:
-                return "(vec " + " ".join(r[0] for r in rows) + ")"
-            return "(mat " + " ".join("(vec " + " ".join(r) + ")" for r in rows) + ")"
-        if e is sp.I or isinstance(e, sp.Number) and not e.is_real:
-            raise CallError(f"from_sympy: {e} is not a real number", hint="nc computes with real numbers only")
-        if e is sp.true or e is sp.false:
-            return "1" if e is sp.true else "0"
-        if isinstance(e, sp.Number) or isinstance(e, sp.NumberSymbol) or e in (sp.E, sp.pi):
-            return self.number(e)
-        if isinstance(e, sp.Symbol):
-            self.check_name(e.name)
-            return e.name
-        if isinstance(e, sp.Indexed):
-            self.check_name(str(e.base))
-            return f"(ref {e.base} {' '.join(self.expr(i) for i in e.indices)})"
-        if isinstance(e, sp.Add):
-            return "(+ " + " ".join(self.expr(a) for a in e.as_ordered_terms()) + ")"
-        if isinstance(e, sp.Mul):
-            return self.mul(e)
-        if isinstance(e, sp.Pow):
-            return self.pow(e.base, e.exp)
-        if isinstance(e, sp.Piecewise):
-            return self.piecewise(list(e.args))
-        if isinstance(e, sp.core.relational.Relational):
-            ops = {sp.Eq: "=", sp.Lt: "<", sp.Gt: ">", sp.Le: "<=", sp.Ge: ">="}
-            if isinstance(e, sp.Ne):
-                return f"(not (= {self.expr(e.lhs)} {self.expr(e.rhs)}))"
-            return f"({ops[type(e)]} {self.expr(e.lhs)} {self.expr(e.rhs)})"
-        if isinstance(e, (sp.And, sp.Or, sp.Not)):
-            op = {sp.And: "and", sp.Or: "or", sp.Not: "not"}[type(e)]
-            return f"({op} " + " ".join(self.expr(a) for a in e.args) + ")"
-        if isinstance(e, (sp.Min, sp.Max)):
-            return f"({'min' if isinstance(e, sp.Min) else 'max'} " + " ".join(self.expr(a) for a in e.args) + ")"
-        if isinstance(e, sp.Function):
-            return self.function(e)
-        raise CallError(f"from_sympy: {type(e).__name__} ({e}) has no nc form")
-
-    def number(self, e: Any) -> str:
-        sp = self.sp
-        if e is sp.pi:
-            return "pi"
-        if e is sp.E:
-            return "(exp 1)"
-        if e is sp.nan:
-            return "(/ 0 0)"
-        if e is sp.oo or e is -sp.oo:
-            return "(/ 1 0)" if e is sp.oo else "(/ -1 0)"
-        if isinstance(e, sp.Integer):
-            return str(int(e))
-        if isinstance(e, sp.Rational):
-            return f"(/ {e.p} {e.q})"
-        if e.is_real:
-            return repr(float(e))
-        raise CallError(f"from_sympy: {e} is not a real number", hint="nc computes with real numbers only")
-
-    def mul(self, e: Any) -> str:
-        sp = self.sp
-        coeff, rest = e.as_coeff_Mul()
-        if coeff == -1:
-            return f"(- {self.expr(rest)})"
-        num, den = [], []
-        for f in e.as_ordered_factors():
-            if isinstance(f, sp.Pow) and f.exp.is_number and f.exp < 0:
-                den.append(self.pow(f.base, -f.exp))
-            elif isinstance(f, sp.Rational) and not isinstance(f, sp.Integer) and f.p == 1:
-                den.append(str(f.q))
-            else:
-                num.append(self.expr(f))
-        top = num[0] if len(num) == 1 else "(* " + " ".join(num) + ")" if num else "1"
-        if not den:
-            return top
-        bottom = den[0] if len(den) == 1 else "(* " + " ".join(den) + ")"
-        return f"(/ {top} {bottom})"
-
-    def pow(self, base: Any, exp: Any) -> str:
-        sp = self.sp
-        b = self.expr(base)
-        if exp == 1:
-            return b
-        if exp == sp.Rational(1, 2):
-            return f"(sqrt {b})"
-        if exp == -1:
-            return f"(/ {b})"
-        if exp == sp.Rational(-1, 2):
-            return f"(/ (sqrt {b}))"
-        return f"(pow {b} {self.expr(exp)})"
-
-    def piecewise(self, pieces: list[Any]) -> str:
-        value, cond = pieces[0]
-        if cond is self.sp.true:
-            return self.expr(value)
-        rest = self.piecewise(pieces[1:]) if len(pieces) > 1 else "(/ 0 0)"
-        return f"(if {self.expr(cond)} {self.expr(value)} {rest})"
-
-    def function(self, e: Any) -> str:
-        name = self.functions.get(type(e)) or self.functions.get(e.func)
-        if not name:
-            from .primitives import lookup
-
-            candidate = str(e.func)
-            prim = lookup(candidate)
-            lo, hi = prim.arity if prim is not None else (0, 0)
-            if prim is None or len(e.args) < lo or (hi is not None and len(e.args) > hi):
-                raise CallError(f"from_sympy: the function {e.func} has no nc primitive")
-            name = candidate
-        return f"({name} " + " ".join(self.expr(a) for a in e.args) + ")"

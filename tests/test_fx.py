@@ -104,3 +104,9 @@ def test_fx_passes_work_on_the_graph():
     gm.recompile()
     x = torch.tensor([0.5, 1.0], dtype=F64)
     assert torch.equal(gm(x), torch.tanh(x) + torch.cos(x))
+
+
+def test_to_fx_is_a_method_of_the_recording() -> None:
+    f = nc.compile_fn("(+ (sin x) 1)")
+    x = torch.rand(4)
+    assert torch.equal(f.program().to_fx()(x), nc.to_fx(f.program())(x))

@@ -1,0 +1,90 @@
+"""`nc reproduce`: the statistics, the domain rule of the Feynman extrapolation, the command's
+usage errors, and (slow) the whole ``--quick`` run end to end: its files, the schema of
+results.json and the compiled models' numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from nc.cli import main
+from nc.errors import CallError
+from nc.experiments import EXPERIMENTS
+from nc.experiments.feynman import EQUATIONS, scaled_ranges
+from nc.experiments.report import require
+from nc.experiments.stats import quantile, summarise
+
+
+def test_summarise_median_spread_and_fractions() -> None:
+    s = summarise([0.001, 0.004, 0.006, 0.02, math.nan])
+    assert s["n"] == 5 and s["nonfinite"] == 1
+    assert s["median"] == pytest.approx(0.005) and s["q25"] == pytest.approx(0.00325)
+    assert s["iqr"] == pytest.approx(s["q75"] - s["q25"])
+    assert s["within_1pct"] == pytest.approx(3 / 5) and s["within_0.5pct"] == pytest.approx(2 / 5)
+    assert quantile([], 0.5) != quantile([], 0.5)  # NaN for no values
+    assert "within_1pct" not in summarise([1.0, 2.0], relative=False)
+
+
+def test_domain_rule_keeps_positive_inputs_positive_and_v_below_c() -> None:
+    ranges = dict(next(r for i, _, r, _ in EQUATIONS if i == "lorentz"))
+    at5 = scaled_ranges(ranges, 5, {"c": 3.0})
+    assert at5["m0"] == (0.5 / 5, 2.75 + 2.25 * 5)  # the upper end scaled, the lower clipped to lo/scale
+    assert at5["v"][0] == pytest.approx(0.02) and at5["v"][1] < 3.0
+    hooke = scaled_ranges({"x": (-3.0, 3.0)}, 2, {})
+    assert hooke["x"] == (-6.0, 6.0)  # a range that crosses zero is scaled as it is
+
+
+def test_missing_extra_names_it() -> None:
+    with pytest.raises(CallError, match=r"nc\[experiments\]"):
+        require("surely_not_an_installed_module_xyz")
+
+
+def test_unknown_experiment_and_bad_seeds_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "nonsense", "--quick"]) == 2
+    assert "unknown experiment 'nonsense'" in capsys.readouterr().err
+    assert main(["reproduce", "--seeds", "0"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("NC_REPRODUCE_QUICK"),
+                    reason="about 10 minutes on 2 cores: set NC_REPRODUCE_QUICK=1 (needs nc[experiments])")
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    assert main(["reproduce", "--quick", "--out", str(out), "--no-progress"]) == 0
+    check_quick_results(out)
+
+
+def check_quick_results(out: Path) -> None:
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "report.md").is_file()
+    meta = results["meta"]
+    assert meta["quick"] is True and meta["seeds"] == [1000, 1001] and meta["wall_s"] > 0
+    assert set(results["experiments"]) == set(EXPERIMENTS)
+    for name, res in results["experiments"].items():
+        assert "error" not in res, (name, res.get("error"))
+        assert res["headline"] and res["entries"] and res["seeds"] == [1000, 1001]
+        for e in res["entries"]:
+            assert {"method", "quantity", "values", "seeds", "stats", "seconds", "params"} <= set(e)
+            assert e["values"] and set(e["seeds"]) <= set(meta["seeds"]) | {0}  # 0: deterministic entries
+        for fig in res["figures"]:
+            assert (out / fig).stat().st_size > 1000, fig
+    ex = results["experiments"]
+    # the compiled models' numbers, in quick mode too
+    assert ex["feynman"]["within_1pct_fraction"] == 1.0  # every constant of all 15 equations within 1%
+    bits = [e for e in ex["feynman"]["entries"] if "bit-identical" in e["quantity"]]
+    assert len(bits) == 15 and all(e["stats"]["min"] == 1.0 for e in bits)
+    comp = ex["composition"]["entries"][0]
+    assert comp["stats"]["min"] == 1.0  # every chain at every range bit-identical
+
+    def compiled(name: str, quantity: str) -> dict[str, float]:
+        return next(e for e in ex[name]["entries"] if e["method"].startswith("nc compiled")
+                    and e["quantity"] == quantity)["stats"]
+
+    assert compiled("heat", "alpha error")["max"] < 1e-8
+    assert compiled("vector", "G error, 2% noise")["max"] < 0.005
+    assert compiled("lotka_volterra", "max parameter error, 2% noise")["max"] < 0.02
+    assert compiled("pendulum", "max parameter error, 2% noise")["max"] < 0.01
