@@ -120,7 +120,7 @@ def add_parser(sub: Any) -> None:
                    help=f"seeds for the baselines (default {BASELINE_SEEDS}; 1 with --quick)")
     p.add_argument("--baseline-epoch-scale", type=float, default=1.0,
                    help="scale the baselines' epochs (full run; e.g. 0.2 to fit a small machine)")
-    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per noise level of the sweeps (default: all)")
+    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per noise level of the sweeps (default: all; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="every experiment, few epochs and seeds (CI size)")
     p.add_argument("--out", default="reproduce-results", help="output folder (default ./reproduce-results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
