@@ -13,7 +13,7 @@ from .binding import as_number_tensor, bind_arguments
 from .compiled import Compiled
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
-from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
+from .options import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .parse import parse
 from .suggest import closest
 from .trace import constant_value
@@ -69,7 +69,8 @@ class NcModule(nn.Module):
     def __init__(self, src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
                  shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>",
                  check_domain: bool = False, modules: Mapping[str, nn.Module] | None = None,
-                 module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None) -> None:
+                 module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         super().__init__()
         if params is not None and not isinstance(params, Mapping):
             raise CallError(f"params= must be a dict of name -> starting value, got {type(params).__name__}")
@@ -80,7 +81,7 @@ class NcModule(nn.Module):
         learned, shapes_of = check_modules(modules, module_shapes)
         self.source = src
         self.options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
-                                      module_shapes=shapes_of)
+                                      module_shapes=shapes_of, max_depth=max_depth)
         if dtype is not None:
             for m in learned.values():
                 m.to(dtype)

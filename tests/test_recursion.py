@@ -147,3 +147,24 @@ def test_recursion_deeper_than_max_depth_is_nan() -> None:
     f = nc.compile_fn("(define (f n) (if (<= n 0) 0 (+ 1 (f (- n 1))))) (f x)")
     out = f(torch.tensor([10.0, 300.0, 1e9]))
     assert out[0] == 10.0 and math.isnan(out[1]) and math.isnan(out[2])
+
+
+SUM_TO = "(define (f n) (if (<= n 0) 0 (+ n (f (- n 1))))) (f x)"
+
+
+def test_max_depth_is_a_keyword_of_compile_fn_and_compile() -> None:
+    x = torch.tensor([3.0, 4.0, 5.0], dtype=torch.float64)
+    out = nc.compile_fn(SUM_TO, max_depth=4)(x)
+    assert out[:2].tolist() == [6.0, 10.0] and math.isnan(out[2])  # 5 deep needs a 5th frame
+    model = nc.compile(SUM_TO, max_depth=4)
+    assert model.options.max_depth == 4
+    assert torch.equal(model(x).isnan(), out.isnan()) and model(x)[:2].tolist() == [6.0, 10.0]
+    assert nc.compile_fn(SUM_TO)(x).tolist() == [6.0, 10.0, 15.0]  # the default, 256
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
+def test_bad_max_depth_is_a_call_error(bad: object) -> None:
+    with pytest.raises(nc.CallError, match="max_depth"):
+        nc.compile_fn(SUM_TO, max_depth=bad)  # type: ignore[arg-type]
+    with pytest.raises(nc.CallError, match="max_depth"):
+        nc.compile(SUM_TO, max_depth=bad)
