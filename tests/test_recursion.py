@@ -168,3 +168,26 @@ def test_bad_max_depth_is_a_call_error(bad: object) -> None:
         nc.compile_fn(SUM_TO, max_depth=bad)  # type: ignore[arg-type]
     with pytest.raises(nc.CallError, match="max_depth"):
         nc.compile(SUM_TO, max_depth=bad)
+
+
+def test_check_domain_raises_limit_error_past_max_depth_naming_function_and_limit() -> None:
+    f = nc.compile_fn(SUM_TO, max_depth=4, check_domain=True)
+    assert f(torch.tensor([3.0, 4.0])).tolist() == [6.0, 10.0]  # within the limit: no error
+    with pytest.raises(nc.LimitError, match=r"'f' recurses deeper than max_depth=4") as e:
+        f(torch.tensor([3.0, 5.0]))
+    assert e.value.span is not None
+
+
+def test_check_domain_raises_limit_error_past_max_iter() -> None:
+    # f(3) takes 7 steps (4 calls, 3 returns to a caller), f(4) takes 9
+    f = nc.compile_fn(SUM_TO, max_iter=8, check_domain=True)
+    assert f(torch.tensor([3.0, 2.0])).tolist() == [6.0, 3.0]
+    with pytest.raises(nc.LimitError, match=r"'f' needs more than max_iter=8 steps"):
+        f(torch.tensor([3.0, 4.0]))
+    assert math.isnan(nc.compile_fn(SUM_TO, max_iter=8)(torch.tensor([4.0])).item())  # unchecked: NaN
+
+
+def test_check_domain_on_recursion_ignores_elements_an_if_masks_out() -> None:
+    src = "(define (f n) (if (<= n 0) 0 (+ n (f (- n 1))))) (if (> x 100) 0 (f x))"
+    f = nc.compile_fn(src, max_depth=4, check_domain=True)
+    assert f(torch.tensor([3.0, 1000.0])).tolist() == [6.0, 0.0]
