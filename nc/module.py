@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from .binding import as_number_tensor, bind_arguments
-from .compiled import Compiled
+from .compiled import Compiled, static_values
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
 from .options import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .parse import parse
 from .suggest import closest
 from .trace import constant_value
+from .values import NeedStatic
 from .writeback import write_source
 
 
@@ -141,14 +142,26 @@ class NcModule(nn.Module):
                 raise better
         extra = [table[n] for n in self.param_names]
         values = bind_arguments(self._compiled, self.inputs, args, kwargs, extra=extra, params=self.param_names)
+        named = {**dict(zip(self.inputs, args)), **kwargs}  # static inputs come as Python ints
         try:
-            return self._compiled.run([values[i] for i in self._order])
+            return self._run_static(values, named)
         except NCError as e:
             cause = e.__cause__
             better = learned_dtype_error(cause, self._compiled.modules, e.span) if cause is not None else None
             if better is None:
                 raise
         raise better
+
+    def _run_static(self, values: Sequence[torch.Tensor], given: Mapping[str, Any]) -> torch.Tensor:
+        """Run on the checked path, specialised on the ints given for static inputs (a size or a
+        step count that is an input); an input found static on the way is asked for again."""
+        ordered = [values[i] for i in self._order]
+        for _ in range(len(self.inputs) + 1):  # each retry makes at least one more input static
+            try:
+                return self._compiled.run(ordered, static_values(self._compiled, (), given))
+            except NeedStatic as e:
+                self._compiled.static |= e.names
+        raise AssertionError("unreachable: every input is static by now")
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A program name shares the tables with nn.Module's own attributes (`training`, ...):
