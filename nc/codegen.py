@@ -116,6 +116,9 @@ class CodeWriter:
                   result: int | None = None) -> None:
         inline = inlinable(eqns, keep or set(), result) if self.inline else set()
         for e in eqns:
+            if e.prim == "%scan":
+                self.scan(e, depth)
+                continue
             if e.region is not None:
                 self.loop(e, depth)
                 continue
@@ -145,6 +148,26 @@ class CodeWriter:
         p = e.params
         self.emit(depth, f"v{e.out.id} = _rt.masked_loop({name}, ({init}), {p['ranks']!r}, {p['value_rank']!r}, "
                          f"{p['max_iter']!r})", e.span)
+
+    def scan(self, e: Eqn, depth: int) -> None:
+        """A rolled integration (`nc.scan`): its step as a local function, then a ``for`` loop
+        that appends each state to a list, stacked as the unrolled code stacks them."""
+        region = e.region
+        assert region is not None
+        self.bodies += 1
+        n = self.bodies
+        k, y = (f"v{v.id}" for v in region.inputs)
+        self.emit(depth, f"def body{n}({k}, {y}):")
+        out = region.outputs[0]
+        assert isinstance(out, Var)
+        self.equations(live_equations(region.eqns, {out.id}), depth + 1, keep={out.id})
+        self.emit(depth + 1, f"return {self.atom(out)}")
+        prefix = [self.atom(a) for a in e.args]
+        p = e.params
+        self.emit(depth, f"states{n} = [{', '.join(prefix)}]")
+        self.emit(depth, f"for k{n} in range({p['start']}, {p['start'] + p['steps']}):  # {p['steps']} steps")
+        self.emit(depth + 1, f"states{n}.append(body{n}(float(k{n}), states{n}[-1]))")
+        self.emit(depth, f"v{e.out.id} = _rt.stack_axis({p['axis']}, *states{n})", e.span)
 
     def result(self, program: Recording, needed: set[int]) -> tuple[str, tuple[Span, ...]]:
         """The expression of the program's output and the spans it computes (``needed``: the

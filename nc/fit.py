@@ -14,25 +14,24 @@ Nothing here depends on how a module was made: a module compiled by nc, or any h
 
 The pieces, one idea each: `nc.fit_checks` (argument checks), `nc.fit_data` (data, losses),
 `nc.fit_optim` (optimisers, schedules), `nc.fit_starts` (starts, grid, restarts),
-`nc.fit_loop` (one run and its best point), `nc.progress` (the bar). `fit` trains the model in
+`nc.fit_loop` (one run and its best point), `nc.progress` (the bar), `nc.fit_result`
+(`FitResult`, `FitWarning`), `nc.fit_advice` (what ``optimizer="auto"`` picks, the warnings). `fit` trains the model in
 place and leaves it at the returned parameters. Bad calls raise `nc.errors.CallError`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from statistics import NormalDist
 from typing import Any, cast
 
-import attrs
 import torch
 from torch import Tensor, nn
 
 from nc.errors import CallError
+from nc.fit_advice import choose_optimizer, diagnose
 from nc.fit_checks import (
     check_bool,
     check_choice,
@@ -42,103 +41,16 @@ from nc.fit_checks import (
     check_number,
     check_seed,
 )
-from nc.fit_data import FitData, Inputs, LossFn, generator, loss_function, prepare, trainable_parameters
+from nc.fit_data import Inputs, LossFn, generator, loss_function, prepare, trainable_parameters
 from nc.fit_loop import Best, RunResult, load, run
 from nc.fit_optim import DEFAULT_EPOCHS, DEFAULT_LR, OPTIMIZERS, SCHEDULERS, FitOptions
+from nc.fit_result import FitResult, FitWarning
 from nc.fit_starts import StartValues, perturb, start_points
 from nc.fit_stream import Stream, is_stream, run_stream
 from nc.progress import Progress
-from nc.uncertainty import estimate, format_value, learned_ids, none, residual_function
+from nc.uncertainty import estimate, none, residual_function
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LR", "FitResult", "FitWarning", "Inputs", "LossFn", "fit"]
-
-
-class FitWarning(RuntimeWarning):
-    """A fit that ended unconverged or in a visibly poor minimum (with a hint what to try)."""
-
-
-@attrs.frozen
-class FitResult:
-    """What `fit` returns.
-
-    ``history``: the loss of each epoch of the kept run (for full-batch Adam and L-BFGS, the loss
-    at the start of the epoch; for mini-batches, the mean over the epoch's batches).
-    ``loss``: the full-data loss at the returned parameters (the kept run's best point).
-    ``params``: name -> a detached copy of each trainable parameter (named by its state-dict
-    path, or by its key in ``model.params`` where the model keeps them there). ``converged``:
-    the run stopped on ``tol``, on ``patience``, or (L-BFGS) because the optimiser could make no
-    further progress. ``restart``: which run was kept (0 is the run from the model's own
-    starting values, or from the start itself with ``starts``/``grid``); ``start``: the index of
-    the kept run's start in ``starts`` (or in the grid's points; 0 without either);
-    ``restart_losses``: the final loss of every run, start by start (``len(starts) *
-    (restarts + 1)`` of them). ``stop_reason``: why the kept run stopped, one of
-    ``nc.fit_loop.STOP_REASONS`` (``"epochs"``, ``"tol"``, ``"patience"``, ``"no progress"``,
-    ``"non-finite loss"``); ``best_epoch``: the epoch whose parameters were returned (0: the
-    starting values; ``epochs_run``: the last step's).
-
-    ``optimizer``: the optimiser used (``"lbfgs"`` or ``"adam"``) and ``choice``: why (what
-    ``optimizer="auto"`` decided, or ``"given"``). ``stderr``: name -> standard error of each
-    scalar constant; ``covariance`` [p, p] over every estimated scalar, named by
-    ``covariance_names``; ``uncertainty``: the assumptions behind them, or why there are none
-    (see `nc.uncertainty`). ``warnings``: the `FitWarning` messages the fit issued.
-    """
-
-    history: list[float]
-    loss: float
-    params: dict[str, Tensor]
-    epochs_run: int
-    converged: bool
-    seconds: float
-    restart: int = 0
-    restart_losses: tuple[float, ...] = ()
-    start: int = 0
-    stop_reason: str = "epochs"
-    best_epoch: int = 0
-    optimizer: str = "adam"
-    choice: str = "given"
-    stderr: dict[str, float] = attrs.field(factory=dict)
-    covariance: Tensor | None = None
-    covariance_names: tuple[str, ...] = ()
-    uncertainty: str = ""
-    warnings: tuple[str, ...] = ()
-
-    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
-        """The normal-approximation confidence interval ``value -+ z * stderr`` of a scalar constant."""
-        if name not in self.stderr:
-            raise CallError(f"no standard error for {name!r}", None,
-                            hint=f"constants with one: {sorted(self.stderr)}; {self.uncertainty}")
-        z = NormalDist().inv_cdf(0.5 + level / 2)
-        value, se = float(self.params[name]), self.stderr[name]
-        return value - z * se, value + z * se
-
-    def summary(self) -> str:
-        """One line per constant, ``G = 6.6741 ± 0.0031`` (the value alone where there is no
-        standard error), then the optimiser, the loss and how the fit stopped."""
-        lines = []
-        for name, value in self.params.items():
-            if value.numel() == 1:
-                lines.append(f"{name} = {format_value(float(value), self.stderr.get(name))}")
-            else:
-                lines.append(f"{name} = tensor of shape {tuple(value.shape)}")
-        state = "converged" if self.converged else "NOT converged"
-        lines.append(f"optimizer {self.optimizer} ({self.choice}); loss {self.loss:.6g}; {self.epochs_run} epochs, "
-                     f"stopped: {self.stop_reason} ({state})")
-        if self.stderr:
-            lines.append("± is one standard error: " + self.uncertainty)
-        elif self.uncertainty:
-            lines.append(self.uncertainty)
-        return "\n".join(lines)
-
-    def annotate(self, source: str) -> str:
-        """``source`` (e.g. ``model.to_source()``) with ``; ± stderr`` after each top-level
-        ``(define name value)`` of a constant that has a standard error."""
-        out = []
-        for line in source.splitlines():
-            m = re.match(r"\(define\s+([^\s()]+)\s+[^()]*\)\s*$", line)
-            if m and m.group(1) in self.stderr:
-                line = f"{line}  ; ± {self.stderr[m.group(1)]:.2g}"
-            out.append(line)
-        return "\n".join(out) + ("\n" if source.endswith("\n") else "")
 
 
 def fit(
@@ -270,7 +182,7 @@ def fit(
     check_bool("uncertainty", uncertainty)
     choice = "given"
     if optimizer == "auto":
-        optimizer, choice = _auto(model, args, stream)
+        optimizer, choice = choose_optimizer(model, args, stream)
         args["optimizer"] = optimizer
     opts, seed = _options(args)
     if stream and optimizer == "lbfgs":
@@ -334,7 +246,7 @@ def fit(
         unc = none("no standard errors: the data are drawn afresh each epoch")
     else:
         unc = estimate(model, named, residual_function(model, data, loss))
-    said = _diagnose(result, data, loss, opts, len(points), restarts)
+    said = diagnose(result, data, loss, opts, len(points), restarts)
     for message in said:
         warnings.warn(message, FitWarning, stacklevel=2)
     if original is not None:
@@ -343,54 +255,6 @@ def fit(
                      len(result.history), result.converged, time.perf_counter() - t0, restart, tuple(finals),
                      start, result.stop_reason, result.best_epoch, optimizer, choice, unc.stderr, unc.covariance,
                      unc.names, unc.note, tuple(said))
-
-
-#: "auto" takes L-BFGS for at most this many trainable scalars
-AUTO_MAX_SCALARS = 64
-#: a fit whose RMS residual exceeds this fraction of the target's standard deviation is poor
-POOR_FIT = 0.25
-
-
-def _auto(model: nn.Module, args: dict[str, Any], stream: bool) -> tuple[str, str]:
-    """What ``optimizer="auto"`` picks, and why."""
-    named = trainable_parameters(model)
-    scalars = sum(p.numel() for _, _, p in named)
-    adam_options = [k for k in ("lr", "batch_size", "clip", "scheduler") if args[k] is not None]
-    if stream:
-        return "adam", "auto: data drawn afresh each epoch"
-    if adam_options:
-        return "adam", f"auto: Adam option {adam_options[0]}= given"
-    if learned_ids(model) & {id(p) for _, _, p in named}:
-        return "adam", "auto: a learned component is trained"
-    if scalars > AUTO_MAX_SCALARS:
-        return "adam", f"auto: {scalars} trainable scalars (more than {AUTO_MAX_SCALARS})"
-    return "lbfgs", f"auto: {scalars} trainable scalar{'s' * (scalars != 1)}, full batch, in float64"
-
-
-def _diagnose(result: RunResult, data: FitData | None, loss: Any, opts: FitOptions, n_starts: int,
-              restarts: int) -> list[str]:
-    """The `FitWarning` messages for an unconverged or visibly poor fit."""
-    out = []
-    h = result.history
-    if result.stop_reason == "epochs" and opts.epochs > 0:
-        if opts.optimizer == "lbfgs":
-            out.append(f"the fit did not converge in {opts.epochs} epochs (L-BFGS was still improving); "
-                       f"hint: raise epochs= (now {opts.epochs}), or rescale the constants to order 1")
-        elif len(h) >= 20 and h[-len(h) // 10] > 0 and (h[-len(h) // 10] - h[-1]) / h[-len(h) // 10] > 0.01:
-            out.append(f"the fit did not converge in {opts.epochs} epochs: Adam's loss fell by "
-                       f"{(h[-len(h) // 10] - h[-1]) / h[-len(h) // 10]:.1%} over the last tenth of them; "
-                       "hint: raise epochs=, or use optimizer='lbfgs' (or 'auto') for a few constants")
-    if data is None or not isinstance(data.target, Tensor) or loss != "mse" or not math.isfinite(result.loss):
-        return out
-    spread = float(data.target.double().std()) if data.target.numel() > 1 else 0.0
-    rms = math.sqrt(max(result.loss, 0.0))
-    if spread > 0 and rms > POOR_FIT * spread:
-        tried = f"{n_starts * (restarts + 1)} runs" if n_starts * (restarts + 1) > 1 else "one start"
-        out.append(f"the fit ended in a poor minimum: RMS residual {rms:.3g} is {rms / spread:.0%} of the target's "
-                   f"standard deviation {spread:.3g} (from {tried}); a local minimum? hint: a multi-start scan "
-                   "of the constant the loss is most non-linear in, e.g. grid={'omega': torch.linspace(0.5, 10, 20)}, "
-                   "or starts=[{...}, ...], restarts=; or rescale the constants to order 1")
-    return out
 
 
 def _options(args: dict[str, Any]) -> tuple[FitOptions, int | None]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import runtime
+from . import runtime, scan
 from .codegen import template_namespace
 from .equations import Atom, ConstRef, Eqn, Lit, Region, Var
 from .primitives import format_code
@@ -85,9 +85,18 @@ class Interpreter:
 
 
 def run_masked_loop(e: Eqn, args: list[Any], interp: Interpreter) -> Any:
-    """A ``%loop`` equation, as the generated code runs it (`nc.runtime.masked_loop`)."""
+    """A ``%loop`` equation, as the generated code runs it (`nc.runtime.masked_loop`); a
+    ``%scan`` (a rolled integration) as `nc.scan.rollout`."""
     assert e.region is not None
     p = e.params
+    if e.prim == "%scan":
+        region = e.region
+
+        def step(k: float, y: Any) -> Any:
+            interp.values[region.inputs[0].id], interp.values[region.inputs[1].id] = k, y
+            interp.run(region.eqns)
+            return interp.atom(region.outputs[0])
+        return scan.rollout(step, tuple(args), p["start"], p["steps"], p["axis"])
     return runtime.masked_loop(interp.region_body(e.region), tuple(args), p["ranks"], p["value_rank"], p["max_iter"])
 
 

@@ -402,6 +402,9 @@ row(name="%field", arity=(1, 1), code="_rt.frame_field({0}, {start}, {shape})", 
     doc="recursion on data: one value of a frame row")
 row(name="%loop", arity=(0, None), code="", **_INTERNAL,
     doc="a masked loop: its body is a region of equations, lowered to _rt.masked_loop")
+row(name="%scan", arity=(1, None), code="", **_INTERNAL,
+    doc="a rolled integration: its region is one step (k, state) -> state, run `steps` times; "
+        "the value stacks the states before the loop and every new one")
 row(name="learned:", arity=(1, None), code=_learned_code, **_INTERNAL,
     doc="a call of a learned component (X<index> in generated code); recorded as learned:<name>")
 

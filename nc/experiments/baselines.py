@@ -4,8 +4,11 @@ functions, with a `CallError` naming the ``experiments`` extra when missing."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,15 +48,49 @@ def odeint_rollout(rhs: Rhs, y0: Tensor, dt: float, steps: int) -> Tensor:
 
 
 def deepxde() -> Any:
-    """DeepXDE on its PyTorch backend in float64 (the backend is chosen when it is first imported)."""
-    os.environ.setdefault("DDE_BACKEND", "pytorch")
-    dde = require("deepxde")
+    """DeepXDE on its PyTorch backend. nc chooses the backend, not the user: ``DDE_BACKEND`` is
+    set to ``pytorch`` for the import (and the user's value put back afterwards), so DeepXDE
+    neither guesses a backend nor writes its choice to ``~/.deepxde/config.json``; its banner
+    is swallowed (it would break the progress bar)."""
+    if "deepxde" not in sys.modules:
+        before = os.environ.get("DDE_BACKEND")
+        os.environ["DDE_BACKEND"] = "pytorch"
+        try:
+            with quiet():
+                require("deepxde")
+        finally:
+            if before is None:
+                os.environ.pop("DDE_BACKEND", None)
+            else:
+                os.environ["DDE_BACKEND"] = before
+    dde = sys.modules["deepxde"]
     if dde.backend.backend_name != "pytorch":
-
-        raise CallError(f"DeepXDE runs on its {dde.backend.backend_name} backend", None,
-                        hint="set DDE_BACKEND=pytorch before nc reproduce imports it")
-    dde.config.set_default_float("float64")
+        raise CallError(f"DeepXDE was imported on its {dde.backend.backend_name} backend before nc reproduce", None,
+                        hint="run nc reproduce in a fresh process (it imports DeepXDE on its PyTorch backend)")
     return dde
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """DeepXDE's prints ("Compiling model...", "'compile' took ...") swallowed."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+@contextlib.contextmanager
+def dde_float64(dde: Any, seed: int) -> Iterator[None]:
+    """DeepXDE seeded and in float64 for one PINN. Its float64 switch sets torch's default dtype
+    for the whole process; it is put back afterwards, so that the networks built after a PINN
+    (other experiments' MLPs: a float32 default draws other initial weights) are the same
+    whether or not a PINN ran before them, and a seed's numbers do not depend on what ran first."""
+    before = torch.get_default_dtype()
+    try:
+        with quiet():
+            dde.config.set_default_float("float64")
+            dde.config.set_random_seed(seed)
+            yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def pinn_ode(t: Tensor, obs: Tensor, residual: Callable[..., list[Tensor]], start: Sequence[float],
@@ -64,7 +101,12 @@ def pinn_ode(t: Tensor, obs: Tensor, residual: Callable[..., list[Tensor]], star
     ``residual(t, y, dy_dt_list, params)`` gives one residual per component. Returns the
     fitted constants and the trained network's predictor."""
     dde = deepxde()
-    dde.config.set_random_seed(seed)
+    with dde_float64(dde, seed):
+        return _pinn_ode(dde, t, obs, residual, start, iterations, lr, n_colloc, width, depth, weight)
+
+
+def _pinn_ode(dde: Any, t: Tensor, obs: Tensor, residual: Callable[..., list[Tensor]], start: Sequence[float],
+              iterations: int, lr: float, n_colloc: int, width: int, depth: int, weight: float) -> tuple[list[float], Any]:
     d = obs.shape[-1]
     params = [dde.Variable(float(v)) for v in start]
     geom = dde.geometry.TimeDomain(float(t[0]), float(t[-1]))
@@ -88,7 +130,12 @@ def pinn_heat(x: Tensor, t: Tensor, u: Tensor, alpha0: float, iterations: int, l
     """The heat PINN (x, t) -> u, 2-64-64-64-1 tanh, trainable alpha, data (u on the grid
     points ``x`` x ``t``) + ``weight`` * residual u_t - alpha u_xx at ``n_colloc`` points."""
     dde = deepxde()
-    dde.config.set_random_seed(seed)
+    with dde_float64(dde, seed):
+        return _pinn_heat(dde, x, t, u, alpha0, iterations, lr, n_colloc, weight)
+
+
+def _pinn_heat(dde: Any, x: Tensor, t: Tensor, u: Tensor, alpha0: float, iterations: int, lr: float,
+               n_colloc: int, weight: float) -> tuple[float, Any]:
     alpha = dde.Variable(alpha0)
     geom = dde.geometry.GeometryXTime(dde.geometry.Interval(float(x[0]), float(x[-1])),
                                       dde.geometry.TimeDomain(float(t[0]), float(t[-1])))

@@ -17,6 +17,7 @@ from nc.progress import tqdm_class
 __all__ = ["F64", "Bar", "Config", "adam", "entry", "mlp", "n_params", "noisy", "rel", "sweep_lr", "timed"]
 
 F64 = torch.float64
+QUICK_FIT_EPOCHS = 4
 
 
 @attrs.frozen
@@ -34,6 +35,13 @@ class Config:
 
     def epochs(self, full: int, quick: int) -> int:
         return quick if self.quick else max(1, int(full * self.baseline_epoch_scale))
+
+    @property
+    def fit_epochs(self) -> int | None:
+        """L-BFGS epochs of the compiled models' trajectory fits: nc.fit's default (None) in the
+        full run; ``QUICK_FIT_EPOCHS`` in quick mode, where the loss has settled (the default
+        runs on to ~14 epochs polishing the last digits)."""
+        return QUICK_FIT_EPOCHS if self.quick else None
 
     @property
     def sweep(self) -> bool:

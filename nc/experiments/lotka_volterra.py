@@ -10,7 +10,7 @@ from torch import Tensor
 import nc
 from nc.experiments.common import F64, Bar, Config, mlp
 from nc.experiments.stats import quantile
-from nc.experiments.trajectory import NOISE_LEVELS, Setup, compiled_part, network_part
+from nc.experiments.trajectory import NOISE_LEVELS, QUICK_LEVELS, Setup, compiled_part, network_part
 from nc.experiments.trajectory_plots import sweep_figure, trajectory_figure
 
 __all__ = ["SETUP", "run", "figures"]
@@ -48,7 +48,7 @@ def hybrid(seed: int) -> tuple[Any, list[str]]:
 
 def run(cfg: Config, bar: Bar) -> dict[str, Any]:
     s = SETUP
-    levels = NOISE_LEVELS if not cfg.quick else (0.0, 0.02, 0.1)
+    levels = QUICK_LEVELS if cfg.quick else NOISE_LEVELS
     part = compiled_part("lotka_volterra", s, cfg, bar, levels)
     entries = part["entries"] + network_part(
         s, cfg, bar, 2, False, residual, [("hybrid: compiled predation + 2 MLPs", hybrid)], part["plot"])

@@ -28,7 +28,12 @@ __all__ = ["add_parser", "config", "reproduce"]
 
 FIRST_SEED = 1000  # seeds 1000, 1001, ...: never used to tune anything
 QUICK_SEEDS = 2
+QUICK_SWEEP_SEEDS = 1  # --quick: the noise sweeps' other levels on the first seed
 BASELINE_SEEDS = 3  # the full run's baselines (the compiled models get every seed)
+QUICK_CUTS = ("--quick (CI size, not the paper's statistics): 2 seeds (1 for the baselines); compiled fits "
+              "capped at 4 L-BFGS epochs (the loss has settled; nc.fit's default polishes on); noise sweeps at "
+              "0/2/10% with the other levels on the first seed; baselines trained for tens of epochs at the "
+              "paper's learning rate (no sweep); Feynman and composition on smaller sample grids")
 ALIASES = {"lotka-volterra": "lotka_volterra", "lv": "lotka_volterra", "gravity": "vector"}
 
 
@@ -37,6 +42,8 @@ def config(seeds: int | None, quick: bool, baseline_seeds: int | None = None, ba
     n = seeds if seeds is not None else (QUICK_SEEDS if quick else 20)
     nb = baseline_seeds if baseline_seeds is not None else (1 if quick else BASELINE_SEEDS)
     s = tuple(range(FIRST_SEED, FIRST_SEED + n))
+    if sweep_seeds is None and quick:
+        sweep_seeds = QUICK_SWEEP_SEEDS
     return Config(seeds=s, baseline_seeds=s[:max(1, min(nb, n))], quick=quick,
                   baseline_epoch_scale=baseline_epoch_scale, sweep_seeds=sweep_seeds)
 
@@ -113,7 +120,7 @@ def add_parser(sub: Any) -> None:
                    help=f"seeds for the baselines (default {BASELINE_SEEDS}; 1 with --quick)")
     p.add_argument("--baseline-epoch-scale", type=float, default=1.0,
                    help="scale the baselines' epochs (full run; e.g. 0.2 to fit a small machine)")
-    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per noise level of the sweeps (default: all)")
+    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per noise level of the sweeps (default: all; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="every experiment, few epochs and seeds (CI size)")
     p.add_argument("--out", default="reproduce-results", help="output folder (default ./reproduce-results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,13 +137,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not 0 < args.baseline_epoch_scale <= 1 or (args.sweep_seeds is not None and args.sweep_seeds < 1):
         raise UsageError("--baseline-epoch-scale must be in (0, 1] and --sweep-seeds at least 1")
     cfg = config(args.seeds, args.quick, args.baseline_seeds, args.baseline_epoch_scale, args.sweep_seeds)
-    cuts = []
+    cuts = [QUICK_CUTS] if args.quick else []
     if args.baseline_epoch_scale < 1:
         cuts.append(f"baselines' epochs/iterations scaled by {args.baseline_epoch_scale:g} "
                     "(the compiled models are fitted in full)")
     if args.sweep_seeds is not None:
         cuts.append(f"noise sweeps on the first {args.sweep_seeds} seeds (the 2% entries on every seed)")
-    if len(cfg.baseline_seeds) < len(cfg.seeds):
+    if len(cfg.baseline_seeds) < len(cfg.seeds) and not args.quick:
         cuts.append(f"baselines on {len(cfg.baseline_seeds)} seeds")
     results = reproduce(names, cfg, Path(args.out), progress=not args.no_progress, cuts="; ".join(cuts))
     failed = [n for n, r in results["experiments"].items() if "error" in r]

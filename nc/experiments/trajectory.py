@@ -39,33 +39,64 @@ class Setup:
         return {k: torch.tensor(v, dtype=F64) for k, v in values.items()}
 
     def clean(self, steps: int | None = None) -> Tensor:
-        f = rollout(self.source.format(steps=steps or self.steps))
-        return f(s0=torch.tensor(self.y0, dtype=F64), **self.tensors(self.truth))
+        """The noise-free trajectory over ``steps`` (a multiple of ``self.steps``), computed once."""
+        key = (self.source, self.y0, tuple(self.truth.items()), steps or self.steps)
+        if key not in _CLEAN:
+            _CLEAN[key] = self.rollout(self.truth, (steps or self.steps) // self.steps)
+        return _CLEAN[key]
 
     def obs(self, level: float, seed: int) -> Tensor:
         return noisy(self.clean(), level, torch.Generator().manual_seed(seed))
 
+    def rollout(self, values: dict[str, float], horizons: int = 1) -> Tensor:
+        """The trajectory at constants ``values`` over ``horizons`` times the training horizon:
+        the training-horizon rollout chained from its last state (the right-hand sides do not
+        read t, so this is the long rk4 itself, without tracing a program ``horizons`` times as
+        long: tracing unrolls every step). [horizons * steps + 1, d]."""
+        f = rollout(self.source.format(steps=self.steps))
+        consts = self.tensors(values)
+        parts = [f(s0=torch.tensor(self.y0, dtype=F64), **consts)]
+        for _ in range(horizons - 1):
+            parts.append(f(s0=parts[-1][-1], **consts)[1:])
+        return torch.cat(parts, 0)
+
 
 NOISE_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
+QUICK_LEVELS = (0.0, 0.02, 0.1)
 _ROLLOUTS: dict[str, Any] = {}
+_MODELS: dict[str, Any] = {}
+_CLEAN: dict[Any, Tensor] = {}
 
 
 def rollout(source: str) -> Any:
-    """``nc.compile_fn(source)``, compiled once per run (a long rk4 rollout takes a while to trace)."""
+    """``nc.compile_fn(source)``, compiled once per run (an rk4 rollout takes a while to trace)."""
     if source not in _ROLLOUTS:
         _ROLLOUTS[source] = nc.compile_fn(source)
     return _ROLLOUTS[source]
 
 
+def window_model(source: str, start: dict[str, float]) -> Any:
+    """The compiled window model, compiled once per run and reset to ``start`` for each fit
+    (its trace is cached on the module, so a fresh compile would trace again)."""
+    if source not in _MODELS:
+        _MODELS[source] = nc.compile(source, params=start, dtype=F64)
+    model = _MODELS[source]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.fill_(start[name.split(".")[-1]])
+    return model
+
+
 def fit_compiled(s: Setup, obs: Tensor, start: dict[str, float], states: Tensor | None = None,
-                 ) -> tuple[dict[str, float], nc.FitResult, float]:
-    """nc's defaults for trajectories: contiguous windows, continuity penalty, nc.fit (auto: L-BFGS)."""
-    model = nc.compile(s.source.format(steps=s.window), params=start, dtype=F64)
+                 epochs: int | None = None) -> tuple[dict[str, float], nc.FitResult, float]:
+    """nc's defaults for trajectories: contiguous windows, continuity penalty, nc.fit (auto: L-BFGS);
+    ``epochs``: nc.fit's default when None (``--quick`` passes fewer)."""
+    model = window_model(s.source.format(steps=s.window), start)
     shoot = nc.ShootingLoss(model, obs, continuity_weight=s.continuity)
     if states is not None:  # start the window states at the clean trajectory too
         with torch.no_grad():
             shoot.states.copy_(states[shoot.starts])
-    result, secs = timed(lambda: nc.fit(shoot, None, None))
+    result, secs = timed(lambda: nc.fit(shoot, None, None, epochs=epochs))
     return {k: float(model.params[k]) for k in s.truth}, result, secs
 
 
@@ -75,13 +106,8 @@ def max_err(s: Setup, fitted: dict[str, float]) -> float:
 
 def extrapolation(s: Setup, fitted: dict[str, float]) -> dict[int, float]:
     """MSE against the clean trajectory over 1x, 2x and 5x the training horizon."""
-    out = {}
-    for m in (1, 2, 5):
-        f = rollout(s.source.format(steps=s.steps * m))
-        y0 = torch.tensor(s.y0, dtype=F64)
-        pred, true = f(s0=y0, **s.tensors(fitted)), f(s0=y0, **s.tensors(s.truth))
-        out[m] = float((pred - true).square().mean())
-    return out
+    pred, true = s.rollout(fitted, 5), s.clean(5 * s.steps)
+    return {m: float((pred[:m * s.steps + 1] - true[:m * s.steps + 1]).square().mean()) for m in (1, 2, 5)}
 
 
 def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[float, ...]) -> dict[str, Any]:
@@ -95,7 +121,7 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
     fitted0: dict[str, float] = {}
     for seed in seeds:
         obs = s.obs(s.noise, seed)
-        fitted, _, sec = fit_compiled(s, obs, s.start)
+        fitted, _, sec = fit_compiled(s, obs, s.start, epochs=cfg.fit_epochs)
         err.append(max_err(s, fitted))
         fitted0 = fitted0 or fitted
         for k, v in s.truth.items():
@@ -103,7 +129,7 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
         secs.append(sec)
         for m, v in extrapolation(s, fitted).items():
             ext[m].append(v)
-        bfit, bres, _ = fit_compiled(s, obs, s.truth, states=clean)
+        bfit, bres, _ = fit_compiled(s, obs, s.truth, states=clean, epochs=cfg.fit_epochs)
         best.append(max_err(s, bfit))
         bound.append(max(bres.stderr.get(k, math.nan) / abs(v) for k, v in s.truth.items()))
         ratio.append(err[-1] / best[-1] if best[-1] > 0 else 1.0)
@@ -124,7 +150,7 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
             continue
         vals = []
         for seed in seeds[:cfg.sweep_seeds]:
-            fitted, _, _ = fit_compiled(s, s.obs(level, seed), s.start)
+            fitted, _, _ = fit_compiled(s, s.obs(level, seed), s.start, epochs=cfg.fit_epochs)
             vals.append(max_err(s, fitted))
             bar.step(f"noise {level:g} seed {seed}")
         sweep[f"{level:g}"] = vals
@@ -132,8 +158,7 @@ def compiled_part(name: str, s: Setup, cfg: Config, bar: Bar, levels: tuple[floa
                       seeds[:len(v)]) for k, v in sweep.items()]
     plot = {"t": (torch.arange(5 * s.steps + 1) * s.dt).tolist(),
             "clean": s.clean(5 * s.steps).tolist(), "obs": s.obs(s.noise, seeds[0]).tolist(),
-            "compiled": rollout(s.source.format(steps=5 * s.steps))(
-                s0=torch.tensor(s.y0, dtype=F64), **s.tensors(fitted0)).tolist(),
+            "compiled": s.rollout(fitted0, 5).tolist(),
             "sweep": sweep, "paper_sweep": list(s.paper_sweep)}
     return {"entries": entries, "plot": plot, "err": err, "best": best, "sweep": sweep, "secs": secs}
 
