@@ -20,7 +20,7 @@ from .failures import deep_recursion
 from .learned import check_modules
 from .lower import lower
 from .module import NcModule
-from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
+from .options import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .program import Recording
 from .runtime import without_tracing
 from .suggest import closest
@@ -92,7 +92,8 @@ def code_of(compiled: Compiled, *args: Any, **kwargs: Any) -> str:
 
 def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER,
                name: str = "<program>", check_domain: bool = False, modules: Mapping[str, Any] | None = None,
-               module_shapes: Mapping[str, Sequence[int]] | None = None) -> CompiledFunction:
+               module_shapes: Mapping[str, Sequence[int]] | None = None,
+               max_depth: int = DEFAULT_MAX_DEPTH) -> CompiledFunction:
     """Compile an nc program to a pure function of tensors.
 
     Args:
@@ -110,6 +111,9 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
         modules: learned components the program calls like functions, ``{"drag": mlp}`` for
             ``(drag v)``: ``torch.nn.Module``s applied to the arguments (batch axes first).
         module_shapes: per-example output shapes of components, where not inferred.
+        max_depth: the most frames of recursion on input values that is not a tail call, an int
+            from 1 to ``nc.options.MAX_MAX_DEPTH`` (default 256); a deeper element returns NaN
+            (`nc.LimitError` with ``check_domain=True`` in eager mode).
 
     Raises:
         nc.NCError: for any error in the program, with line and column.
@@ -117,7 +121,7 @@ def compile_fn(src: str, *, shapes: ShapeSpec | None = None, max_iter: int = DEF
     """
     modules, module_shapes = check_modules(modules, module_shapes)  # CallError naming a bad key
     options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
-                             module_shapes=module_shapes)
+                             module_shapes=module_shapes, max_depth=max_depth)
     return function_for(Compiled(src, options, modules=modules))
 
 
@@ -150,6 +154,9 @@ def compile(src: str, *, params: Mapping[str, Any] | None = None, trainable: Seq
             under their own names (``drag.0.weight`` in the state dict).
         module_shapes: per-example output shapes of components, ``{"drag": (1,)}``, where not
             inferred by calling the component on one example.
+        max_depth: the most frames of recursion on input values that is not a tail call
+            (default 256); a deeper element returns NaN (`nc.LimitError` with ``check_domain=True``
+            in eager mode).
 
     Parameters are registered under the program's names, whatever their spelling (``G``,
     ``g/L``, ``half``): ``state_dict()``, ``named_parameters()`` and

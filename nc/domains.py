@@ -8,6 +8,10 @@ enclosing ``if`` (or a finished loop element) masks out are not checked, nor ele
 arguments are already NaN (NaN propagates; the check finds where it starts). Checks raise on
 data, so they run only in eager mode: under a ``torch.func`` transform or ``torch.compile``
 they raise an `NCError` saying so. With ``check_domain=False`` (the default) nothing here runs.
+
+A site may instead check a documented run-time limit (recursion on data past ``max_depth`` or
+``max_iter``): its number of arguments is `LIMIT_SITE`, its name the message, and its one
+argument the mask of elements past the limit; it raises `LimitError`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 from torch._C._functorch import is_functorch_wrapped_tensor
 
-from .errors import DomainError, NCError, Span
+from .errors import DomainError, LimitError, NCError, Span
 from .primitives import TABLE, table_rows
 
 
@@ -36,6 +40,10 @@ def documented_list() -> str:
     return ", ".join("/".join(f"`{n}`" for n in names) + f" ({words})" for names, words in groups) + "."
 
 
+LIMIT_SITE = -1
+"""The number of arguments that marks a site checking a limit rather than a primitive's domain."""
+
+
 class DomainSites:
     """The checked calls of one program: ``sites[k] = (primitive name, number of arguments, span)``."""
 
@@ -44,13 +52,17 @@ class DomainSites:
 
     def __call__(self, index: int, mask: torch.Tensor | None, *args: Any) -> None:
         name, nargs, span = self.sites[index]
-        domain = TABLE[name].domains[nargs]
-        ok_fn, shown, message = domain.ok, domain.shown, domain.message
         tensors = [a if isinstance(a, torch.Tensor) else torch.tensor(a) for a in args]
         if torch.compiler.is_compiling() or any(is_functorch_wrapped_tensor(t) for t in tensors) or \
                 (mask is not None and is_functorch_wrapped_tensor(mask)):
             raise NCError("check_domain=True needs eager mode: it cannot run under torch.func transforms "
                           "or torch.compile", span, hint="compile without check_domain for transformed calls")
+        if nargs == LIMIT_SITE:
+            if bool(tensors[0].any()):
+                raise LimitError(name, span, hint="without check_domain=True such elements return NaN")
+            return
+        domain = TABLE[name].domains[nargs]
+        ok_fn, shown, message = domain.ok, domain.shown, domain.message
         with torch.no_grad():
             ok = ok_fn(*tensors)
             # A rule may answer per vector (normalize: keepdim=True); compare at the arguments' shape.

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from .binding import as_number_tensor, bind_arguments
-from .compiled import Compiled
+from .compiled import Compiled, static_values
 from .errors import CallError, NCError, NCTypeError
 from .learned import check_modules, learned_dtype_error, span_in
-from .options import DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
+from .options import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ITER, CompileOptions, ShapeSpec
 from .parse import parse
 from .suggest import closest
 from .trace import constant_value
+from .values import NeedStatic
 from .writeback import write_source
 
 
@@ -69,7 +70,8 @@ class NcModule(nn.Module):
     def __init__(self, src: str, *, params: Mapping[str, Any] | None = None, trainable: Sequence[str] | None = None,
                  shapes: ShapeSpec | None = None, max_iter: int = DEFAULT_MAX_ITER, name: str = "<program>",
                  check_domain: bool = False, modules: Mapping[str, nn.Module] | None = None,
-                 module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None) -> None:
+                 module_shapes: Mapping[str, Sequence[int]] | None = None, dtype: torch.dtype | None = None,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         super().__init__()
         if params is not None and not isinstance(params, Mapping):
             raise CallError(f"params= must be a dict of name -> starting value, got {type(params).__name__}")
@@ -80,7 +82,7 @@ class NcModule(nn.Module):
         learned, shapes_of = check_modules(modules, module_shapes)
         self.source = src
         self.options = CompileOptions(shapes=shapes, max_iter=max_iter, name=name, check_domain=check_domain,
-                                      module_shapes=shapes_of)
+                                      module_shapes=shapes_of, max_depth=max_depth)
         if dtype is not None:
             for m in learned.values():
                 m.to(dtype)
@@ -140,14 +142,26 @@ class NcModule(nn.Module):
                 raise better
         extra = [table[n] for n in self.param_names]
         values = bind_arguments(self._compiled, self.inputs, args, kwargs, extra=extra, params=self.param_names)
+        named = {**dict(zip(self.inputs, args)), **kwargs}  # static inputs come as Python ints
         try:
-            return self._compiled.run([values[i] for i in self._order])
+            return self._run_static(values, named)
         except NCError as e:
             cause = e.__cause__
             better = learned_dtype_error(cause, self._compiled.modules, e.span) if cause is not None else None
             if better is None:
                 raise
         raise better
+
+    def _run_static(self, values: Sequence[torch.Tensor], given: Mapping[str, Any]) -> torch.Tensor:
+        """Run on the checked path, specialised on the ints given for static inputs (a size or a
+        step count that is an input); an input found static on the way is asked for again."""
+        ordered = [values[i] for i in self._order]
+        for _ in range(len(self.inputs) + 1):  # each retry makes at least one more input static
+            try:
+                return self._compiled.run(ordered, static_values(self._compiled, (), given))
+            except NeedStatic as e:
+                self._compiled.static |= e.names
+        raise AssertionError("unreachable: every input is static by now")
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A program name shares the tables with nn.Module's own attributes (`training`, ...):

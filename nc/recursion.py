@@ -10,7 +10,8 @@ become the parameters). An activation that returns pops its caller's frame and f
 it waited on. The function is pure, so replaying the work before a site gives the values it
 gave the first time. The root's return exits the element; an element deeper than ``max_depth``
 exits with NaN, and one that needs more than ``max_iter`` steps (each call and each return to a
-caller is one step) gives NaN as every masked loop does.
+caller is one step) gives NaN as every masked loop does. With ``check_domain=True`` the state also
+counts the steps, and either limit raises `nc.LimitError` naming the function and the limit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from . import ir
 from . import shapes as sh
+from .domains import LIMIT_SITE
 from .errors import NCTypeError, ShapeError, Span
 from .primitives import TABLE, code_of
 from .program import Region, Var, live_equations
@@ -54,6 +56,7 @@ class Replay:
         self.seen: set[int] = set()
         self.suspended: Var | None = None
         self.calls: list[tuple[Var, list[Value], int]] = []
+        self.susp_deep: Var | None = None  # elements suspending with a full stack (set by step_outputs)
 
     def site(self, tr: Tracer, node: ir.Call, args: list[Value]) -> Value:
         j = self.sites.get(id(node))
@@ -127,13 +130,15 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
     b = tr.build
     region_eqns: list = []
     active = b.new_var((), mask=True)
-    params = [b.new_var(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), ())]
+    counted = [()] if tr.check_domain else []  # a step counter, only to raise at max_iter
+    params = [b.new_var(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), (), *counted)]
     ctx = b.new_ctx(active, Region((active, *params), region_eqns, ()))
     for p in (active, *params):
         p.ctx = ctx
     k = len(pshapes)
     P, R, F = params[:k], params[k:k + m], params[k + m:k + 2 * m]
-    stack, sp = params[-2], params[-1]
+    stack, sp = params[k + 2 * m], params[k + 2 * m + 1]
+    count = params[-1] if counted else None
     replay = Replay(fn, sites, F, R)
     saved = tr.replays.get(fn.key)
     tr.replays[fn.key] = replay
@@ -146,6 +151,8 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
             if pshape_of(value) != rshape:
                 raise ResultShape(pshape_of(value))
             outputs = step_outputs(tr, replay, P, R, F, stack, sp, value, layout, span)
+            if count is not None:
+                outputs = (*outputs, limit_checks(tr, replay, outputs[0], count, span))
     finally:
         del tr.replays[fn.key]
         if saved is not None:
@@ -153,11 +160,36 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
     needed = {a.id for a in outputs if isinstance(a, Var)}
     region = Region((active, *params), live_equations(region_eqns, needed), outputs)
     init: list[Any] = [*args, *[torch.zeros(rshape, dtype=F64)] * m, *[torch.tensor(0.0, dtype=F64)] * m,  # type: ignore[arg-type]
-                       torch.zeros((depth, width), dtype=F64), torch.tensor(0.0, dtype=F64)]
+                       torch.zeros((depth, width), dtype=F64), torch.tensor(0.0, dtype=F64),
+                       *[torch.tensor(0.0, dtype=F64)] * len(counted)]
     init = [b.atom(s) if not isinstance(s, Var) else s for s in init]
-    ranks = tuple(len(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), ()))
+    ranks = tuple(len(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), (), *counted))
     return tr.branches.record("%loop", code_of("%loop"), init, rshape, span, region=region,
                               params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter})
+
+
+def binary(tr: Tracer, name: str, a: Value, c: Value) -> Value:
+    row = TABLE[name]
+    return tr.apply(row, [a, c], None, code=row.code)  # type: ignore[arg-type]
+
+
+def limit_checks(tr: Tracer, replay: Replay, exits: Var, count: Var, span: Span | None) -> Var:
+    """``check_domain=True``: raise where an element goes past ``max_depth`` or its last step
+    (``max_iter``) does not exit; the next step count."""
+    br, name, opts = tr.branches, replay.fn.name, tr.options
+    path = br.path_mask(0)
+    assert path is not None and replay.susp_deep is not None
+    deep = f"'{name}' recurses deeper than max_depth={opts.max_depth} (frames on one element's stack)"
+    slow = (f"'{name}' needs more than max_iter={opts.max_iter} steps (each call and each return to a caller "
+            "is one)")
+    last = br.truth_mask(binary(tr, ">=", count, torch.tensor(float(opts.max_iter - 1), dtype=F64)))
+    stuck = mask_and(tr, mask_and(tr, path, br.negate(exits)), last)
+    for message, bad in ((deep, replay.susp_deep), (slow, stuck)):
+        tr.domain_sites.append((message, LIMIT_SITE, span))
+        code = TABLE["%domain"].template(1, [()], {"site": len(tr.domain_sites) - 1, "masked": False})
+        br.record("%domain", code, [bad], (), span, params={"effect": True})
+    nxt = binary(tr, "+", count, torch.tensor(1.0, dtype=F64))
+    return nxt if isinstance(nxt, Var) else tr.build.atom(nxt)  # type: ignore[return-value]
 
 
 def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], stack: Var, sp: Var,
@@ -182,6 +214,7 @@ def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list
     at_root = mask(prim("=", sp, const(0.0)))
     popm = mask_and(tr, ret, br.negate(at_root))
     overflow = mask_and(tr, susp, mask(prim(">=", sp, const(float(tr.options.max_depth)))))
+    replay.susp_deep = overflow
     exits = mask_or(tr, mask_and(tr, ret, at_root), overflow)
     out = br.select(overflow, const(math.nan), value, span)
     # the frame of this activation, pushed where it suspends: parameters, results, filled flags, site

@@ -223,22 +223,33 @@ def roll_by(v: torch.Tensor, k: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.where(ok, out, torch.full((), float("nan"), dtype=out.dtype, device=out.device))
 
 
+def _top_index(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stack brought to the batch shape of all arguments, and ``slot`` (clamped) as an index
+    of one row per element for `torch.gather` / `torch.scatter` on the depth axis."""
+    depth, width = stack.shape[-2], stack.shape[-1]
+    batch = torch.broadcast_shapes(stack.shape[:-2], slot.shape, *others)
+    idx = slot.clamp(0, depth - 1).to(torch.long).expand(batch)
+    return stack.expand(*batch, depth, width), idx[..., None, None].expand(*batch, 1, width)
+
+
 def stack_push(stack: torch.Tensor, sp: torch.Tensor, row: torch.Tensor, do: torch.Tensor) -> torch.Tensor:
-    """Write ``row`` at slot ``sp`` of a per-element stack ``[..., depth, width]`` where ``do`` holds
-    (out of place: a one-hot select, so every `torch.func` transform follows it)."""
-    depth = stack.shape[-2]
-    idx = sp.clamp(0, depth - 1).to(torch.long)
-    hit = (torch.arange(depth, device=stack.device) == idx.unsqueeze(-1)) & do.unsqueeze(-1)
-    return torch.where(hit.unsqueeze(-1), row.unsqueeze(-2), stack)
+    """Write ``row`` at slot ``sp`` of a per-element stack ``[..., depth, width]`` where ``do`` holds.
+
+    Out of place (so every `torch.func` transform follows it), but only the top row is computed:
+    a gather of the old row, a select of one row per element and a scatter into a copy of the
+    stack, rather than a select over all ``depth`` rows."""
+    full, idx = _top_index(stack, sp, row.shape[:-1], do.shape)
+    batch = full.shape[:-2]
+    old = full.gather(-2, idx)
+    new = torch.where(do.expand(batch)[..., None, None], row.expand(*batch, row.shape[-1]).unsqueeze(-2), old)
+    return full.scatter(-2, idx, new)
 
 
 def stack_peek(stack: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:
-    """The row at slot ``sp - 1`` (the top) of a per-element stack (row 0 where the stack is empty)."""
-    depth = stack.shape[-2]
-    idx = (sp - 1).clamp(0, depth - 1).to(torch.long)
-    hit = torch.arange(depth, device=stack.device) == idx.unsqueeze(-1)
-    zero = torch.zeros((), dtype=stack.dtype, device=stack.device)
-    return torch.where(hit.unsqueeze(-1), stack, zero).sum(-2)
+    """The row at slot ``sp - 1`` (the top) of a per-element stack (row 0 where the stack is empty):
+    a gather of one row per element."""
+    full, idx = _top_index(stack, sp - 1)
+    return full.gather(-2, idx).squeeze(-2)
 
 
 def pack_frame(ranks: Sequence[int], *xs: torch.Tensor) -> torch.Tensor:

@@ -147,3 +147,139 @@ def test_recursion_deeper_than_max_depth_is_nan() -> None:
     f = nc.compile_fn("(define (f n) (if (<= n 0) 0 (+ 1 (f (- n 1))))) (f x)")
     out = f(torch.tensor([10.0, 300.0, 1e9]))
     assert out[0] == 10.0 and math.isnan(out[1]) and math.isnan(out[2])
+
+
+SUM_TO = "(define (f n) (if (<= n 0) 0 (+ n (f (- n 1))))) (f x)"
+
+
+def test_max_depth_is_a_keyword_of_compile_fn_and_compile() -> None:
+    x = torch.tensor([3.0, 4.0, 5.0], dtype=torch.float64)
+    out = nc.compile_fn(SUM_TO, max_depth=4)(x)
+    assert out[:2].tolist() == [6.0, 10.0] and math.isnan(out[2])  # 5 deep needs a 5th frame
+    model = nc.compile(SUM_TO, max_depth=4)
+    assert model.options.max_depth == 4
+    assert torch.equal(model(x).isnan(), out.isnan()) and model(x)[:2].tolist() == [6.0, 10.0]
+    assert nc.compile_fn(SUM_TO)(x).tolist() == [6.0, 10.0, 15.0]  # the default, 256
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
+def test_bad_max_depth_is_a_call_error(bad: object) -> None:
+    with pytest.raises(nc.CallError, match="max_depth"):
+        nc.compile_fn(SUM_TO, max_depth=bad)  # type: ignore[arg-type]
+    with pytest.raises(nc.CallError, match="max_depth"):
+        nc.compile(SUM_TO, max_depth=bad)
+
+
+def test_check_domain_raises_limit_error_past_max_depth_naming_function_and_limit() -> None:
+    f = nc.compile_fn(SUM_TO, max_depth=4, check_domain=True)
+    assert f(torch.tensor([3.0, 4.0])).tolist() == [6.0, 10.0]  # within the limit: no error
+    with pytest.raises(nc.LimitError, match=r"'f' recurses deeper than max_depth=4") as e:
+        f(torch.tensor([3.0, 5.0]))
+    assert e.value.span is not None
+
+
+def test_check_domain_raises_limit_error_past_max_iter() -> None:
+    # f(3) takes 7 steps (4 calls, 3 returns to a caller), f(4) takes 9
+    f = nc.compile_fn(SUM_TO, max_iter=8, check_domain=True)
+    assert f(torch.tensor([3.0, 2.0])).tolist() == [6.0, 3.0]
+    with pytest.raises(nc.LimitError, match=r"'f' needs more than max_iter=8 steps"):
+        f(torch.tensor([3.0, 4.0]))
+    assert math.isnan(nc.compile_fn(SUM_TO, max_iter=8)(torch.tensor([4.0])).item())  # unchecked: NaN
+
+
+def test_check_domain_on_recursion_ignores_elements_an_if_masks_out() -> None:
+    src = "(define (f n) (if (<= n 0) 0 (+ n (f (- n 1))))) (if (> x 100) 0 (f x))"
+    f = nc.compile_fn(src, max_depth=4, check_domain=True)
+    assert f(torch.tensor([3.0, 1000.0])).tolist() == [6.0, 0.0]
+
+
+# Adaptive Simpson quadrature of a peaked integrand: how deep each half recurses depends on the
+# integrand's values (the error estimate), so the depth is a function of the inputs a, b, tol.
+ADAPTIVE_SIMPSON = """
+(define (g t) (/ 1 (+ 0.01 (* (- t 0.3) (- t 0.3)))))
+(define (simp a b) (* (/ (- b a) 6) (+ (g a) (* 4 (g (/ (+ a b) 2))) (g b))))
+(define (asr a b eps whole)
+  (let* ((m (/ (+ a b) 2)) (l (simp a m)) (r (simp m b)) (d (- (+ l r) whole)))
+    (if (<= (abs d) (* 15 eps))
+        (+ l r (/ d 15))
+        (+ (asr a m (/ eps 2) l) (asr m b (/ eps 2) r)))))
+(asr lo hi tol (simp lo hi))"""
+
+
+def adaptive_simpson(lo: float, hi: float, tol: float) -> tuple[float, int]:
+    """Plain-Python reference: the integral of 1 / (0.01 + (t - 0.3)^2) and the deepest level."""
+    def g(t: float) -> float:
+        return 1 / (0.01 + (t - 0.3) ** 2)
+
+    def simp(a: float, b: float) -> float:
+        return (b - a) / 6 * (g(a) + 4 * g((a + b) / 2) + g(b))
+
+    def asr(a: float, b: float, eps: float, whole: float, level: int) -> tuple[float, int]:
+        m = (a + b) / 2
+        left, right = simp(a, m), simp(m, b)
+        d = left + right - whole
+        if abs(d) <= 15 * eps:
+            return left + right + d / 15, level
+        x, dx = asr(a, m, eps / 2, left, level + 1)
+        y, dy = asr(m, b, eps / 2, right, level + 1)
+        return x + y, max(dx, dy)
+
+    return asr(lo, hi, tol, simp(lo, hi), 0)
+
+
+@pytest.mark.slow
+def test_adaptive_simpson_recursion_depth_depends_on_the_integrand() -> None:
+    f = nc.compile_fn(ADAPTIVE_SIMPSON, max_iter=20000)
+    cases = [(0.0, 1.0, 1e-6), (0.0, 1.0, 1e-10), (0.5, 2.0, 1e-8), (-1.0, 0.2, 1e-9)]
+    lo, hi, tol = (torch.tensor(c, dtype=torch.float64) for c in zip(*cases))
+    out = f(lo, hi, tol)
+    refs = [adaptive_simpson(*c) for c in cases]
+    assert len({depth for _, depth in refs}) > 1  # the elements recurse to different depths
+    for got, (want, _), (a, b, _) in zip(out.tolist(), refs, cases):
+        assert got == pytest.approx(want, rel=1e-12)
+        exact = 10 * (math.atan(10 * (b - 0.3)) - math.atan(10 * (a - 0.3)))
+        assert got == pytest.approx(exact, rel=1e-6)
+
+
+POWER = "(define (p x n) (if (= n 0) 1 (* x (p x (- n 1))))) (p x n)"
+RISING = "(define (r x n) (if (<= n 0) 1 (* (+ x n) (r x (- n 1))))) (r x n)"  # (x+1)(x+2)...(x+n)
+
+
+def rising_by_hand(x: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.ones_like(x)
+    for k in range(n, 0, -1):
+        out = (x + k) * out
+    return out
+
+
+def test_jacrev_and_nested_transforms_through_recursion_equal_hand_unrolled() -> None:
+    # under torch.func the loop runs all max_iter steps (no early exit); n = 4 takes 9
+    f = nc.compile_fn(RISING, max_iter=12)
+    x = torch.tensor([0.5, -1.5, 2.0], dtype=torch.float64)
+    ns = [3, 4, 0]
+    n = torch.tensor(ns, dtype=torch.float64)
+    jac = torch.func.jacrev(f)(x, n)  # [3, 3], diagonal: elements are independent
+    want = [torch.func.grad(lambda t, k=k: rising_by_hand(t, k))(x[i]) for i, k in enumerate(ns)]
+    assert torch.allclose(jac, torch.diag(torch.stack(want)), rtol=1e-13, atol=0)
+    per = torch.func.vmap(torch.func.jacrev(f))(x, n)
+    assert torch.allclose(per, torch.stack(want), rtol=1e-13, atol=0)
+    gg = torch.func.vmap(torch.func.grad(torch.func.grad(f)))(x, n)
+    want2 = [torch.func.grad(torch.func.grad(lambda t, k=k: rising_by_hand(t, k)))(x[i]) for i, k in enumerate(ns)]
+    assert torch.allclose(gg, torch.stack(want2), rtol=1e-13, atol=0)
+    # power: d2/dx2 x^n = n (n - 1) x^(n - 2), by hand
+    p = nc.compile_fn(POWER, max_iter=12)
+    g2 = torch.func.vmap(torch.func.grad(torch.func.grad(p)))(x, torch.tensor([3.0, 4.0, 2.0], dtype=torch.float64))
+    assert g2.tolist() == pytest.approx([6 * 0.5, 12 * 1.5**2, 2.0], rel=1e-14)
+
+
+def test_recursion_with_batch_axes() -> None:
+    f = nc.compile_fn(RISING)
+    x = torch.tensor([[0.5, 1.0, -0.25], [2.0, 3.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    ns = [[1, 5, 2], [0, 3, 6]]
+    out = f(x, torch.tensor(ns, dtype=torch.float64))
+    assert out.shape == (2, 3)
+    want = torch.stack([torch.stack([rising_by_hand(x[i, j], ns[i][j]) for j in range(3)]) for i in range(2)])
+    assert torch.allclose(out, want, rtol=1e-14, atol=0)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (gw,) = torch.autograd.grad(want.sum(), x)
+    assert torch.allclose(g, gw, rtol=1e-13, atol=0)

@@ -98,3 +98,20 @@ def test_data_shift_domain_error_with_check_domain() -> None:
     f = nc.compile_fn("(lambda (v k) (roll v k))", shapes={"v": (3,)}, check_domain=True)
     with pytest.raises(nc.DomainError, match="integral shift"):
         f(torch.tensor([1.0, 2.0, 3.0]), torch.tensor(0.5))
+
+
+def test_static_int_input_through_an_nc_module() -> None:
+    src = "(define (f t y) (* k y)) (lambda (y0 n) (rk4 f y0 0.1 n))"
+    model = nc.compile(src, params={"k": -1.0}, dtype=torch.float64)
+    y0 = torch.tensor(1.0, dtype=torch.float64)
+    a, b = model(y0=y0, n=2), model(y0, 5)  # by keyword and by position
+    assert a.shape == (3,) and b.shape == (6,) and torch.equal(a, b[:3])
+    ref = nc.compile_fn("(define (f t y) (* -1 y)) (lambda (y0 n) (rk4 f y0 0.1 n))")(y0, 5)
+    assert torch.allclose(b, ref, rtol=1e-15, atol=0)
+    (g,) = torch.autograd.grad(b[-1], model.params["k"])  # the parameter still learns
+    k = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
+    (want,) = torch.autograd.grad(nc.compile_fn(src)(y0, 5, k)[-1], k)  # k as an input of compile_fn
+    assert g.item() == pytest.approx(want.item(), rel=1e-14)
+    assert g.item() == pytest.approx(0.5 * b[-1].item(), rel=1e-4)  # d/dk e^(0.5 k) at k = -1
+    with pytest.raises(nc.CallError, match="must be a Python int"):
+        model(y0, torch.tensor(5))
