@@ -194,7 +194,7 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors)
 
     # screen every candidate with a short fit, then fit the best one fully
-    screen = max(2, epochs // 6)
+    screen = max(3, epochs // 3)
     for support in stage1["candidates"][:max_candidates]:
         if support not in fitted:
             fitted[support] = fit(support, screen)
