@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -188,7 +188,8 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     factors = _factors(stage1, names, terms)
     fitted: dict[Support, Candidate] = {}
 
-    def fit(support: Support, n_epochs: int, coefs: Mapping[str, float] | None = None) -> Candidate:
+    def fit(support: Support, n_epochs: int | None, coefs: Mapping[str, float] | None = None) -> Candidate:
+        n_epochs = epochs if n_epochs is None else n_epochs
         start = coefs if coefs is not None else _lstsq_coefficients(stage1, support, names)
         s = rhs_source(names, terms, {n: v / factors[n] for n, v in start.items()}, knw, vector, factors=factors)
         return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors)
@@ -207,6 +208,7 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
             break
         fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)})
     best_support = min(fitted, key=lambda s: fitted[s].bic)
+    best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
     # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
     # tiny term can absorb the integrator's truncation error and lower the RSS below roundoff
     small = _prune(best_support, fitted[best_support].coefficients, {}, stage1, names, min_t)
@@ -333,6 +335,31 @@ def _prune(support: Support, coefs: Mapping[str, float], errors: Mapping[str, fl
                 keep.add(k)
         out.append(frozenset(keep))
     return tuple(out)
+
+
+def _eliminate(support: Support, fitted: dict[Support, Candidate],
+               fit: Callable[..., Candidate], names: Sequence[str], knw: Known, tries: int) -> Support:
+    """Backward elimination on the trajectory BIC: drop the term with the smallest t statistic
+    (coefficient over standard error) whose removal lowers the BIC, trying the ``tries``
+    weakest terms in turn; repeat until no removal helps. An equation keeps at least one term
+    unless it has a known part."""
+    while True:
+        best = fitted[support]
+        ranked = sorted(((abs(v) / e if math.isfinite(e) and e > 0 else math.inf, n)
+                         for n, v in best.coefficients.items() for e in [best.errors.get(n, math.nan)]))
+        improved = False
+        for _, name in ranked[:tries]:
+            smaller = tuple(frozenset(k for k in sup if coefficient_name(s, k) != name)
+                            for s, sup in zip(names, support))
+            if any(not sup and s not in knw.exprs for s, sup in zip(names, smaller)):
+                continue
+            if smaller not in fitted:
+                fitted[smaller] = fit(smaller, None, {n: v for n, v in best.coefficients.items() if n != name})
+            if fitted[smaller].bic < best.bic:
+                support, improved = smaller, True
+                break
+        if not improved:
+            return support
 
 
 def _support_text(support: Support, names: Sequence[str], terms: Sequence[str]) -> dict[str, list[str]]:
