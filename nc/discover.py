@@ -120,7 +120,8 @@ def _signed(c: float, term: str, digits: int, first: bool) -> str:
 def discover(data: Any, times: Any, states: str | Sequence[str], library: str | Sequence[str] = "poly2", *,
              known: str | Mapping[str, str] | None = None, threshold: float | None = None,
              refine: bool = True, window: int = 10, substeps: int = 1, smoothing: int | None = None,
-             epochs: int = 30, max_candidates: int = 8, min_t: float = 3.0) -> Discovery:
+             epochs: int = 30, max_candidates: int = 8, min_t: float = 3.0,
+             continuity: float | None = None) -> Discovery:
     """Find a sparse right-hand side ``ds/dt = known(s) + sum_k c_k term_k(s)`` from trajectories.
 
     Args:
@@ -142,7 +143,10 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         window: steps per multiple-shooting window; substeps: ``rk4`` steps per sample.
         smoothing: half-width (in samples) of the Savitzky-Golay window; None estimates it from
             the noise level.
-        epochs: L-BFGS epochs per candidate fit; max_candidates: most candidates fitted in stage 2.
+        epochs: most Levenberg-Marquardt steps per candidate fit (a third of them when
+            screening); max_candidates: most candidates fitted in stage 2.
+        continuity: the weight of the continuity rows (where a window's end meets the next
+            window's starting state) against a data row; None: ``window + 1``.
         min_t: stage 2 drops a term whose coefficient is within ``min_t`` standard errors of 0
             (and keeps the smaller set if its trajectory BIC is lower).
 
@@ -167,6 +171,7 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     smoothing = check_count("smoothing", smoothing, minimum=1, optional=True)  # type: ignore[assignment]
     epochs = int(check_count("epochs", epochs, minimum=1))  # type: ignore[arg-type]
     max_candidates = int(check_count("max_candidates", max_candidates, minimum=1))  # type: ignore[arg-type]
+    rho = check_number("continuity", continuity, positive=True, optional=True)
     window = min(window, min(len(a) for a in arrays) - 1)
 
     half = smoothing or _smoothing_width(arrays)
@@ -192,7 +197,7 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         n_epochs = epochs if n_epochs is None else n_epochs
         start = coefs if coefs is not None else _lstsq_coefficients(stage1, support, names)
         s = rhs_source(names, terms, {n: v / factors[n] for n, v in start.items()}, knw, vector, factors=factors)
-        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors)
+        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors, rho or 0.0)
 
     # screen every candidate with a short fit, then fit the best one fully
     screen = max(3, epochs // 3)
@@ -272,21 +277,22 @@ def _stage1(arrays: Sequence[np.ndarray], steps: Sequence[float], names: tuple[s
     return {"smooth": smooth, "theta": theta, "target": target, "paths": paths, "thresholds": grid.tolist(),
             "col_rms": col_rms, "target_rms": np.sqrt(np.mean(target**2, axis=0)),
             "best": tuple(min(p, key=lambda e: e[2])[0] for p in paths),
-            "candidates": _candidates(paths, grid.tolist()), "threshold": thr}
+            "candidates": _candidates(paths, grid.tolist(), [n in knw.exprs for n in names]), "threshold": thr}
 
 
-def _candidates(paths: Sequence[list[tuple[frozenset[int], float, float]]], grid: Sequence[float]
-                ) -> list[Support]:
+def _candidates(paths: Sequence[list[tuple[frozenset[int], float, float]]], grid: Sequence[float],
+                may_be_empty: Sequence[bool]) -> list[Support]:
     """Candidate term sets: every equation at its derivative-BIC-best support, then every
     equation at one common threshold of the grid (the joint STLSQ path), sparsest first (the
     derivative BIC over-counts the independent rows of smoothed, correlated derivatives, so it is
-    a poor judge between sparse sets; the trajectory fit judges them)."""
+    a poor judge between sparse sets; the trajectory fit judges them). An equation may have no
+    terms only where it has a known part."""
     best = tuple(min(p, key=lambda e: e[2])[0] for p in paths)
     joint: dict[Support, float] = {}
     for lam in grid:
         # an equation's support at lam: the one found at the largest path threshold <= lam
         sup = tuple(max((e for e in p if e[1] <= lam), key=lambda e: e[1]) for p in paths)
-        if all(e[0] for e in sup):
+        if all(e[0] or empty for e, empty in zip(sup, may_be_empty)):
             joint.setdefault(tuple(e[0] for e in sup), sum(e[2] for e in sup))
     ranked = sorted(joint, key=lambda k: (sum(len(e) for e in k), joint[k]))
     return [best] + [c for c in ranked if c != best]

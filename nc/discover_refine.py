@@ -116,7 +116,7 @@ def build_model(source: str, names: Sequence[str], window: int, substeps: int) -
 
 
 def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory], scale: Tensor, window: int,
-                  substeps: int, iterations: int, factors: Mapping[str, float]) -> Candidate:
+                  substeps: int, iterations: int, factors: Mapping[str, float], continuity: float = 0.0) -> Candidate:
     """Fit the coefficients ``names`` of the right-hand side ``source`` (from `rhs_source`, with
     each coefficient multiplied by its ``factors`` entry so that all are of order one) to the
     trajectories by multiple shooting; return the `Candidate` with its trajectory BIC, the
@@ -124,39 +124,44 @@ def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory]
 
     The fit is Levenberg-Marquardt on the joint problem (coefficients and every window's
     starting state). A window's residuals depend on its own state and the shared coefficients
-    only, so the Jacobian costs ``k + d`` forward-mode products (batched over all windows at
-    once) and the normal equations are solved through the Schur complement of their
-    block-diagonal state part: each step costs about as much as ``k + d + 1`` rollouts, and a
-    fit takes a handful of steps (quadratic convergence near a good start) where first-order
-    methods took hundreds of passes over the window states.
+    only, so the Jacobian costs ``k + d`` forward-mode products, batched over all windows at
+    once; the continuity rows (the gap where a window's end meets the next window's state,
+    weighted by ``continuity``, default ``window + 1``) couple neighbouring windows only, and
+    the normal equations (``k + W d`` unknowns) are solved directly. A step costs about as much
+    as ``k + d + 1`` rollouts, and a fit takes a handful of steps (quadratic convergence near a
+    good start) where first-order methods took hundreds of passes over the window states.
     """
     t0 = time.perf_counter()
     model = build_model(source, names, window, substeps)
     shoot = Shooting(model, trajs, scale, window, substeps)
+    rho = float(continuity or window + 1)
     coef = torch.stack([model.params[n].detach().reshape(()) for n in names]) if names else torch.zeros(0, dtype=F64)
     states = shoot.states.detach().clone()
     n_obs = shoot.targets.numel()
+    pf, po = shoot.pair_from, shoot.pair_offset
 
     def resid(c: Tensor, st: Tensor) -> Tensor:
         return shoot.predict({n: c[i] for i, n in enumerate(names)}, st) - shoot.targets  # type: ignore[no-any-return]
 
-    def cost_of(c: Tensor, st: Tensor) -> float:
+    def costs(c: Tensor, st: Tensor) -> tuple[float, float]:
+        """(data RSS, data RSS + weighted continuity gaps)."""
         with torch.no_grad():
-            v = float(resid(c, st).square().sum())
-        return v if math.isfinite(v) else math.inf
+            r = resid(c, st)
+            data = float(r.square().sum())
+            gap = float((r[pf, po] + shoot.targets[pf, po] - st[pf + 1]).square().sum()) if len(pf) else 0.0
+        total = data + rho * gap
+        return (data, total) if math.isfinite(total) else (math.inf, math.inf)
 
-    cost = cost_of(coef, states)
+    rss, cost = costs(coef, states)
     lam = 1e-3
-    jac = None
     for _ in range(iterations):
         r, jc, js = _jacobians(resid, coef, states)
-        jac = (jc, js)
-        step = _lm_steps(r, jc, js, lam)
+        step = _lm_steps(r, jc, js, states, pf, po, shoot.targets, rho)
         improved = False
         for _attempt in range(12):
             dc, ds = step(lam)
             new_c, new_s = coef + dc, states + ds
-            new_cost = cost_of(new_c, new_s)
+            new_rss, new_cost = costs(new_c, new_s)
             if new_cost < cost:
                 improved = True
                 break
@@ -164,23 +169,23 @@ def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory]
         if not improved:
             break
         gain = (cost - new_cost) / max(cost, 1e-300)
-        coef, states, cost = new_c, new_s, new_cost
+        coef, states, rss, cost = new_c, new_s, new_rss, new_cost
         lam = max(lam / 5.0, 1e-12)
         if gain < 1e-10 or cost <= n_obs * 1e-26:
             break
-    if jac is None or not math.isfinite(cost):
-        r, jc, js = _jacobians(resid, coef, states)
-        jac = (jc, js)
     with torch.no_grad():
         for i, n in enumerate(names):
             model.params[n].copy_(coef[i])
         shoot.states.copy_(states)
     floor = n_obs * 1e-20  # roundoff: below this, fits are equally exact and only k counts
-    bic = n_obs * math.log(max(cost, floor) / n_obs) + len(names) * math.log(n_obs) if math.isfinite(cost) else math.inf
+    bic = n_obs * math.log(max(rss, floor) / n_obs) + len(names) * math.log(n_obs) if math.isfinite(rss) else math.inf
     coefs = {name: float(coef[i]) * factors[name] for i, name in enumerate(names)}
-    errors = _errors(jac[0], jac[1], cost, n_obs, names, factors) if math.isfinite(cost) else \
-        dict.fromkeys(names, math.nan)
-    return Candidate(coefs, cost, n_obs, bic, cost / n_obs, time.perf_counter() - t0, model, shoot, errors)
+    if math.isfinite(cost) and names:
+        r, jc, js = _jacobians(resid, coef, states)
+        errors = _errors(jc, js, rss, n_obs, names, factors)
+    else:
+        errors = dict.fromkeys(names, math.nan)
+    return Candidate(coefs, rss, n_obs, bic, cost / n_obs, time.perf_counter() - t0, model, shoot, errors)
 
 
 def _jacobians(resid: Callable[[Tensor, Tensor], Tensor], coef: Tensor, states: Tensor
@@ -204,40 +209,61 @@ def _jacobians(resid: Callable[[Tensor, Tensor], Tensor], coef: Tensor, states: 
     return r, out[..., :k], out[..., k:]
 
 
-def _lm_steps(r: Tensor, jc: Tensor, js: Tensor, lam0: float) -> Callable[[float], tuple[Tensor, Tensor]]:
+def _lm_steps(r: Tensor, jc: Tensor, js: Tensor, states: Tensor, pf: Tensor, po: Tensor, targets: Tensor,
+              rho: float) -> Callable[[float], tuple[Tensor, Tensor]]:
     """The damped Gauss-Newton step as a function of the damping ``lam`` (Marquardt's scaling
-    by the diagonal): the window states are eliminated window by window (Schur complement)."""
-    a = torch.einsum("wmi,wmj->ij", jc, jc)  # [k, k]
-    b = js.transpose(1, 2) @ js  # [W, d, d]
-    c = js.transpose(1, 2) @ jc  # [W, d, k]
-    gc = torch.einsum("wmi,wm->i", jc, r)  # [k]
-    gs = torch.einsum("wmi,wm->wi", js, r)  # [W, d]
-    da, db = torch.diagonal(a).clamp_min(1e-12), torch.diagonal(b, dim1=1, dim2=2).clamp_min(1e-12)
+    by the diagonal), over the coefficients and all window states at once. The normal matrix is
+    assembled block by block: data rows touch one window's state, continuity rows (window
+    ``w``'s point at offset ``o`` minus window ``w + 1``'s state, weight ``rho``) two."""
+    W, m, k = jc.shape
+    d = js.shape[2]
+    n = k + W * d
+    h = torch.zeros(n, n, dtype=F64)
+    g = torch.zeros(n, dtype=F64)
+    hs = h[k:, k:].view(W, d, W, d)
+    idx = torch.arange(W)
+    # data rows
+    h[:k, :k] += torch.einsum("wmi,wmj->ij", jc, jc)
+    h[:k, k:] += torch.einsum("wmi,wmj->iwj", jc, js).reshape(k, W * d)
+    hs[idx, :, idx, :] += js.transpose(1, 2) @ js
+    g[:k] += torch.einsum("wmi,wm->i", jc, r)
+    g[k:] += torch.einsum("wmi,wm->wi", js, r).reshape(-1)
+    if len(pf):
+        rows = (po[:, None] * d + torch.arange(d)[None, :])  # [P, d] the rows of the end point
+        ec = jc[pf[:, None], rows]  # [P, d, k]
+        es = js[pf[:, None], rows]  # [P, d, d]
+        gap = (r[pf[:, None], rows] + targets.reshape(W, -1)[pf[:, None], rows]
+               - states.reshape(W, -1)[pf + 1])  # [P, d]
+        nxt = pf + 1
+        h[:k, :k] += rho * torch.einsum("pai,paj->ij", ec, ec)
+        hcs = h[:k, k:].view(k, W, d)
+        hcs[:, pf, :] += rho * torch.einsum("pai,paj->ipj", ec, es)
+        hcs[:, nxt, :] -= rho * ec.permute(2, 0, 1)
+        hs[pf, :, pf, :] += rho * es.transpose(1, 2) @ es
+        hs[pf, :, nxt, :] -= rho * es.transpose(1, 2)
+        hs[nxt, :, pf, :] -= rho * es
+        hs[nxt, :, nxt, :] += rho * torch.eye(d, dtype=F64)
+        g[:k] += rho * torch.einsum("pai,pa->i", ec, gap)
+        gs = g[k:].view(W, d)
+        gs[pf] += rho * torch.einsum("pai,pa->pi", es, gap)
+        gs[nxt] -= rho * gap
+    h[k:, :k] = h[:k, k:].T
+    diag = torch.diagonal(h).clamp_min(1e-12)
 
     def step(lam: float) -> tuple[Tensor, Tensor]:
-        bd = b + torch.diag_embed(lam * db + 1e-14)
-        binv_c = torch.linalg.solve(bd, c)  # [W, d, k]
-        binv_g = torch.linalg.solve(bd, gs[..., None])[..., 0]  # [W, d]
-        if a.numel():
-            red = a + torch.diag(lam * da) - torch.einsum("wdi,wdj->ij", c, binv_c)
-            rhs = -gc + torch.einsum("wdi,wd->i", c, binv_g)
-            dc = torch.linalg.lstsq(red, rhs[:, None]).solution[:, 0]
-        else:
-            dc = torch.zeros(0, dtype=F64)
-        ds = -binv_g - binv_c @ dc
-        return dc, ds
+        sol = torch.linalg.solve(h + torch.diag(lam * diag + 1e-14), -g)
+        return sol[:k], sol[k:].reshape(states.shape)
 
-    del lam0
     return step
 
 
 def _errors(jc: Tensor, js: Tensor, cost: float, n_obs: int, names: Sequence[str], factors: Mapping[str, float]
             ) -> dict[str, float]:
     """Gauss-Newton standard errors ``sigma^2 (J^T J)^-1`` of the coefficients with the window
-    states profiled out (Schur complement); NaN where the information matrix is singular."""
+    states profiled out (Schur complement of the block-diagonal state part; the continuity rows
+    are left out, which makes them slightly conservative); NaN where the information matrix is
+    singular."""
     k = len(names)
-    if not k:
-        return {}
     b = js.transpose(1, 2) @ js
     c = js.transpose(1, 2) @ jc
     schur = torch.linalg.solve_ex(b + 1e-12 * torch.eye(b.shape[-1], dtype=F64), c)[0]
