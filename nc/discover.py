@@ -193,37 +193,53 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     factors = _factors(stage1, names, terms)
     fitted: dict[Support, Candidate] = {}
 
-    def fit(support: Support, n_epochs: int | None, coefs: Mapping[str, float] | None = None) -> Candidate:
+    def fit(support: Support, n_epochs: int | None, coefs: Mapping[str, float] | None = None,
+            warm: Candidate | None = None) -> Candidate:
+        # screening fits skip the standard errors; a refit starts from a fitted candidate's states
         n_epochs = epochs if n_epochs is None else n_epochs
         start = coefs if coefs is not None else _lstsq_coefficients(stage1, support, names)
         s = rhs_source(names, terms, {n: v / factors[n] for n, v in start.items()}, knw, vector, factors=factors)
-        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors, rho or 0.0)
+        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors, rho or 0.0,
+                             states=warm.shoot.states if warm is not None else None,  # type: ignore[arg-type]
+                             errors=n_epochs == epochs)
 
     # screen every candidate with a short fit, then fit the best one fully
-    screen = max(3, epochs // 3)
+    screen = max(3, epochs // 6)
     for support in stage1["candidates"][:max_candidates]:
         if support not in fitted:
             fitted[support] = fit(support, screen)
+    full: set[Support] = set()
+
+    def best_full() -> Support:
+        """The lowest-BIC candidate, fitted fully (warm) if it was only screened; repeated
+        because a full fit can lose its place to another screened candidate."""
+        while True:
+            sup = min(fitted, key=lambda s: fitted[s].bic)
+            if sup in full:
+                return sup
+            fitted[sup] = fit(sup, epochs, fitted[sup].coefficients, fitted[sup])
+            full.add(sup)
+
     for _ in range(4):  # re-threshold on the trajectory fit (threshold and t statistic), refit
-        best_support = min(fitted, key=lambda s: fitted[s].bic)
-        fitted[best_support] = best = fit(best_support, epochs, fitted[best_support].coefficients)
-        errors = standard_errors(best, factors)
-        pruned = _prune(best_support, best.coefficients, errors, stage1, names, min_t)
+        best_support = best_full()
+        best = fitted[best_support]
+        pruned = _prune(best_support, best.coefficients, best.errors, stage1, names, min_t)
         if pruned == best_support or pruned in fitted:
             break
-        fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)})
-    best_support = min(fitted, key=lambda s: fitted[s].bic)
+        fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)},
+                             best)
+        full.add(pruned)
+    best_support = best_full()
     best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
     # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
     # tiny term can absorb the integrator's truncation error and lower the RSS below roundoff
     small = _prune(best_support, fitted[best_support].coefficients, {}, stage1, names, min_t)
     if small != best_support:
         kept = {n: v for n, v in fitted[best_support].coefficients.items() if _kept(n, small, names)}
-        fitted[small] = fit(small, epochs, kept)
+        fitted[small] = fit(small, epochs, kept, fitted[best_support])
         best_support = small
-    if fitted[best_support] is not best:
-        best = fitted[best_support]
-        errors = standard_errors(best, factors)
+    best = fitted[best_support]
+    errors = standard_errors(best, factors)
     comments = {n: f"+/- {e:.3g}" for n, e in errors.items()}
     source = rhs_source(names, terms, best.coefficients, knw, vector, comments)
     report.update(candidates=[{"terms": _support_text(s, names, terms), "bic": c.bic, "rss": c.rss,
@@ -360,7 +376,7 @@ def _eliminate(support: Support, fitted: dict[Support, Candidate],
             if any(not sup and s not in knw.exprs for s, sup in zip(names, smaller)):
                 continue
             if smaller not in fitted:
-                fitted[smaller] = fit(smaller, None, {n: v for n, v in best.coefficients.items() if n != name})
+                fitted[smaller] = fit(smaller, None, {n: v for n, v in best.coefficients.items() if n != name}, best)
             if fitted[smaller].bic < best.bic:
                 support, improved = smaller, True
                 break

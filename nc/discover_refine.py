@@ -116,7 +116,8 @@ def build_model(source: str, names: Sequence[str], window: int, substeps: int) -
 
 
 def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory], scale: Tensor, window: int,
-                  substeps: int, iterations: int, factors: Mapping[str, float], continuity: float = 0.0) -> Candidate:
+                  substeps: int, iterations: int, factors: Mapping[str, float], continuity: float = 0.0,
+                  states: Tensor | None = None, errors: bool = True) -> Candidate:
     """Fit the coefficients ``names`` of the right-hand side ``source`` (from `rhs_source`, with
     each coefficient multiplied by its ``factors`` entry so that all are of order one) to the
     trajectories by multiple shooting; return the `Candidate` with its trajectory BIC, the
@@ -130,13 +131,15 @@ def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory]
     the normal equations (``k + W d`` unknowns) are solved directly. A step costs about as much
     as ``k + d + 1`` rollouts, and a fit takes a handful of steps (quadratic convergence near a
     good start) where first-order methods took hundreds of passes over the window states.
+    ``states``: the window states to start from (a previous fit's ``shoot.states``, for a warm
+    start), else the smoothed data; ``errors``: compute standard errors (one more Jacobian).
     """
     t0 = time.perf_counter()
     model = build_model(source, names, window, substeps)
     shoot = Shooting(model, trajs, scale, window, substeps)
     rho = float(continuity or window + 1)
     coef = torch.stack([model.params[n].detach().reshape(()) for n in names]) if names else torch.zeros(0, dtype=F64)
-    states = shoot.states.detach().clone()
+    states = (shoot.states if states is None else states).detach().clone()
     n_obs = shoot.targets.numel()
     pf, po = shoot.pair_from, shoot.pair_offset
 
@@ -180,12 +183,11 @@ def fit_candidate(source: str, names: Sequence[str], trajs: Sequence[Trajectory]
     floor = n_obs * 1e-20  # roundoff: below this, fits are equally exact and only k counts
     bic = n_obs * math.log(max(rss, floor) / n_obs) + len(names) * math.log(n_obs) if math.isfinite(rss) else math.inf
     coefs = {name: float(coef[i]) * factors[name] for i, name in enumerate(names)}
-    if math.isfinite(cost) and names:
+    errs = dict.fromkeys(names, math.nan)
+    if errors and math.isfinite(cost) and names:
         r, jc, js = _jacobians(resid, coef, states)
-        errors = _errors(jc, js, rss, n_obs, names, factors)
-    else:
-        errors = dict.fromkeys(names, math.nan)
-    return Candidate(coefs, rss, n_obs, bic, cost / n_obs, time.perf_counter() - t0, model, shoot, errors)
+        errs = _errors(jc, js, rss, n_obs, names, factors)
+    return Candidate(coefs, rss, n_obs, bic, cost / n_obs, time.perf_counter() - t0, model, shoot, errs)
 
 
 def _jacobians(resid: Callable[[Tensor, Tensor], Tensor], coef: Tensor, states: Tensor
