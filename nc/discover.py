@@ -230,7 +230,12 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
                              best)
         full.add(pruned)
     best_support = best_full()
-    best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
+    for _ in range(3):  # stepwise: drop what the trajectory BIC rejects, add what it wants
+        best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
+        grown = _add(best_support, fitted, fit, stage1, names, tries=2)
+        if grown == best_support:
+            break
+        best_support = grown
     # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
     # tiny term can absorb the integrator's truncation error and lower the RSS below roundoff
     small = _prune(best_support, fitted[best_support].coefficients, {}, stage1, names, min_t)
@@ -382,6 +387,40 @@ def _eliminate(support: Support, fitted: dict[Support, Candidate],
                 break
         if not improved:
             return support
+
+
+def _add(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
+         stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
+    """Forward step: the absent terms ranked by their t statistic when added to their equation's
+    least-squares fit on the stage-1 derivatives; the ``tries`` best are fitted to the
+    trajectories in turn and the first that lowers the trajectory BIC is kept. (At high noise a
+    weak true term can be missing from every stage-1 candidate: the threshold path drops it
+    together with, or before, the spurious ones.)"""
+    theta, target = stage1["theta"], stage1["target"]
+    scored = []
+    for i, sup in enumerate(support):
+        cols = sorted(sup)
+        base = theta[:, cols]
+        q = np.linalg.qr(base)[0] if cols else np.zeros((len(theta), 0))
+        resid = target[:, i] - q @ (q.T @ target[:, i])
+        sigma = math.sqrt(float(resid @ resid) / max(len(resid) - len(cols) - 1, 1))
+        for k in range(theta.shape[1]):
+            if k in sup:
+                continue
+            col = theta[:, k] - q @ (q.T @ theta[:, k])
+            norm = math.sqrt(float(col @ col))
+            if norm > 1e-12 * max(math.sqrt(float(theta[:, k] @ theta[:, k])), 1e-300) and sigma > 0:
+                scored.append((abs(float(col @ resid)) / norm / sigma, i, k))
+    best = fitted[support]
+    for _, i, k in sorted(scored, reverse=True)[:tries]:
+        bigger = tuple(sup | {k} if j == i else sup for j, sup in enumerate(support))
+        if bigger not in fitted:
+            start = dict(best.coefficients)
+            start[coefficient_name(names[i], k)] = 0.0
+            fitted[bigger] = fit(bigger, None, start, best)
+        if fitted[bigger].bic < best.bic:
+            return bigger
+    return support
 
 
 def _support_text(support: Support, names: Sequence[str], terms: Sequence[str]) -> dict[str, list[str]]:
