@@ -234,6 +234,8 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
         grown = _add(best_support, fitted, fit, stage1, names, tries=2)
         if grown == best_support:
+            grown = _swap(best_support, fitted, fit, stage1, names, tries=2)
+        if grown == best_support:
             break
         best_support = grown
     # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
@@ -389,19 +391,14 @@ def _eliminate(support: Support, fitted: dict[Support, Candidate],
             return support
 
 
-def _add(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
-         stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
-    """Forward step: the absent terms ranked by their t statistic when added to their equation's
-    least-squares fit on the stage-1 derivatives; the ``tries`` best are fitted to the
-    trajectories in turn and the first that lowers the trajectory BIC is kept. (At high noise a
-    weak true term can be missing from every stage-1 candidate: the threshold path drops it
-    together with, or before, the spurious ones.)"""
+def _ranked_additions(support: Support, stage1: Mapping[str, Any]) -> list[tuple[float, int, int]]:
+    """(t, equation, term) for every absent term, best first: its t statistic when added to its
+    equation's least-squares fit on the stage-1 derivatives."""
     theta, target = stage1["theta"], stage1["target"]
     scored = []
     for i, sup in enumerate(support):
         cols = sorted(sup)
-        base = theta[:, cols]
-        q = np.linalg.qr(base)[0] if cols else np.zeros((len(theta), 0))
+        q = np.linalg.qr(theta[:, cols])[0] if cols else np.zeros((len(theta), 0))
         resid = target[:, i] - q @ (q.T @ target[:, i])
         sigma = math.sqrt(float(resid @ resid) / max(len(resid) - len(cols) - 1, 1))
         for k in range(theta.shape[1]):
@@ -411,15 +408,48 @@ def _add(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., 
             norm = math.sqrt(float(col @ col))
             if norm > 1e-12 * max(math.sqrt(float(theta[:, k] @ theta[:, k])), 1e-300) and sigma > 0:
                 scored.append((abs(float(col @ resid)) / norm / sigma, i, k))
+    return sorted(scored, reverse=True)
+
+
+def _add(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
+         stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
+    """Forward step: the absent terms ranked by `_ranked_additions`; the ``tries`` best are
+    fitted to the trajectories in turn and the first that lowers the trajectory BIC is kept.
+    (At high noise a weak true term can be missing from every stage-1 candidate: the threshold
+    path drops it together with, or before, the spurious ones.)"""
     best = fitted[support]
-    for _, i, k in sorted(scored, reverse=True)[:tries]:
+    for _, i, k in _ranked_additions(support, stage1)[:tries]:
         bigger = tuple(sup | {k} if j == i else sup for j, sup in enumerate(support))
         if bigger not in fitted:
-            start = dict(best.coefficients)
-            start[coefficient_name(names[i], k)] = 0.0
-            fitted[bigger] = fit(bigger, None, start, best)
+            fitted[bigger] = fit(bigger, None, {**best.coefficients, coefficient_name(names[i], k): 0.0}, best)
         if fitted[bigger].bic < best.bic:
             return bigger
+    return support
+
+
+def _swap(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
+          stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
+    """Exchange step: the weakest term (smallest t statistic on the trajectory fit) replaced by
+    the best-ranked absent terms of its equation (ranked without it); the first exchange that
+    lowers the trajectory BIC is kept. At high noise a spurious term can stand in for a true one
+    it correlates with (``y z`` for ``y`` in Lorenz, since z stays near 25), and neither
+    dropping nor adding one term alone lowers the BIC."""
+    best = fitted[support]
+    ranked = sorted((abs(v) / e, n) for n, v in best.coefficients.items()
+                    for e in [best.errors.get(n, math.nan)] if math.isfinite(e) and e > 0)
+    if not ranked:
+        return support
+    weakest = ranked[0][1]
+    i, k = next((i, k) for i, sup in enumerate(support) for k in sup if coefficient_name(names[i], k) == weakest)
+    reduced = tuple(sup - {k} if j == i else sup for j, sup in enumerate(support))
+    options = [(t, j, m) for t, j, m in _ranked_additions(reduced, stage1) if j == i and m != k]
+    start = {n: v for n, v in best.coefficients.items() if n != weakest}
+    for _, _, m in options[:tries]:
+        other = tuple(sup | {m} if j == i else sup for j, sup in enumerate(reduced))
+        if other not in fitted:
+            fitted[other] = fit(other, None, {**start, coefficient_name(names[i], m): 0.0}, best)
+        if fitted[other].bic < best.bic:
+            return other
     return support
 
 
