@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
+from nc.api import compile_fn
+from nc.cli_input import UsageError, read_csv, read_file
 from nc.discover_data import check_states, check_trajectories
 from nc.discover_library import (
     Known,
@@ -96,7 +98,6 @@ class Discovery:
 
     def simulate(self, y0: Any, dt: float, steps: int) -> np.ndarray:
         """The discovered model integrated by ``rk4`` from ``y0``: [steps + 1, *state]."""
-        from nc.api import compile_fn
 
         f = compile_fn(self.rollout_source(dt, steps))
         return np.asarray(f(s0=torch.as_tensor(np.asarray(y0, dtype=np.float64))).detach().numpy())
@@ -120,7 +121,8 @@ def _signed(c: float, term: str, digits: int, first: bool) -> str:
 def discover(data: Any, times: Any, states: str | Sequence[str], library: str | Sequence[str] = "poly2", *,
              known: str | Mapping[str, str] | None = None, threshold: float | None = None,
              refine: bool = True, window: int = 10, substeps: int = 1, smoothing: int | None = None,
-             epochs: int = 30, max_candidates: int = 8, min_t: float = 3.0) -> Discovery:
+             epochs: int = 30, max_candidates: int = 8, min_t: float = 3.0,
+             continuity: float | None = None) -> Discovery:
     """Find a sparse right-hand side ``ds/dt = known(s) + sum_k c_k term_k(s)`` from trajectories.
 
     Args:
@@ -142,7 +144,10 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
         window: steps per multiple-shooting window; substeps: ``rk4`` steps per sample.
         smoothing: half-width (in samples) of the Savitzky-Golay window; None estimates it from
             the noise level.
-        epochs: L-BFGS epochs per candidate fit; max_candidates: most candidates fitted in stage 2.
+        epochs: most Levenberg-Marquardt steps per candidate fit (a third of them when
+            screening); max_candidates: most candidates fitted in stage 2.
+        continuity: the weight of the continuity rows (where a window's end meets the next
+            window's starting state) against a data row; None: ``window + 1``.
         min_t: stage 2 drops a term whose coefficient is within ``min_t`` standard errors of 0
             (and keeps the smaller set if its trajectory BIC is lower).
 
@@ -167,6 +172,7 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     smoothing = check_count("smoothing", smoothing, minimum=1, optional=True)  # type: ignore[assignment]
     epochs = int(check_count("epochs", epochs, minimum=1))  # type: ignore[arg-type]
     max_candidates = int(check_count("max_candidates", max_candidates, minimum=1))  # type: ignore[arg-type]
+    rho = check_number("continuity", continuity, positive=True, optional=True)
     window = min(window, min(len(a) for a in arrays) - 1)
 
     half = smoothing or _smoothing_width(arrays)
@@ -188,35 +194,60 @@ def discover(data: Any, times: Any, states: str | Sequence[str], library: str | 
     factors = _factors(stage1, names, terms)
     fitted: dict[Support, Candidate] = {}
 
-    def fit(support: Support, n_epochs: int, coefs: Mapping[str, float] | None = None) -> Candidate:
+    def fit(support: Support, n_epochs: int | None, coefs: Mapping[str, float] | None = None,
+            warm: Candidate | None = None) -> Candidate:
+        # screening fits skip the standard errors; a refit starts from a fitted candidate's states
+        n_epochs = epochs if n_epochs is None else n_epochs
         start = coefs if coefs is not None else _lstsq_coefficients(stage1, support, names)
         s = rhs_source(names, terms, {n: v / factors[n] for n, v in start.items()}, knw, vector, factors=factors)
-        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors)
+        return fit_candidate(s, list(start), trajs, scale, window, substeps, n_epochs, factors, rho or 0.0,
+                             states=warm.shoot.states if warm is not None else None,  # type: ignore[arg-type]
+                             errors=n_epochs == epochs)
 
     # screen every candidate with a short fit, then fit the best one fully
-    screen = max(2, epochs // 6)
+    screen = max(3, epochs // 6)
     for support in stage1["candidates"][:max_candidates]:
         if support not in fitted:
             fitted[support] = fit(support, screen)
+    full: set[Support] = set()
+
+    def best_full() -> Support:
+        """The lowest-BIC candidate, fitted fully (warm) if it was only screened; repeated
+        because a full fit can lose its place to another screened candidate."""
+        while True:
+            sup = min(fitted, key=lambda s: fitted[s].bic)
+            if sup in full:
+                return sup
+            fitted[sup] = fit(sup, epochs, fitted[sup].coefficients, fitted[sup])
+            full.add(sup)
+
     for _ in range(4):  # re-threshold on the trajectory fit (threshold and t statistic), refit
-        best_support = min(fitted, key=lambda s: fitted[s].bic)
-        fitted[best_support] = best = fit(best_support, epochs, fitted[best_support].coefficients)
-        errors = standard_errors(best, factors)
-        pruned = _prune(best_support, best.coefficients, errors, stage1, names, min_t)
+        best_support = best_full()
+        best = fitted[best_support]
+        pruned = _prune(best_support, best.coefficients, best.errors, stage1, names, min_t)
         if pruned == best_support or pruned in fitted:
             break
-        fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)})
-    best_support = min(fitted, key=lambda s: fitted[s].bic)
+        fitted[pruned] = fit(pruned, epochs, {n: v for n, v in best.coefficients.items() if _kept(n, pruned, names)},
+                             best)
+        full.add(pruned)
+    best_support = best_full()
+    for _ in range(3):  # stepwise: drop what the trajectory BIC rejects, add what it wants
+        best_support = _eliminate(best_support, fitted, fit, names, knw, tries=3)
+        grown = _add(best_support, fitted, fit, stage1, names, tries=2)
+        if grown == best_support:
+            grown = _swap(best_support, fitted, fit, stage1, names, tries=2)
+        if grown == best_support:
+            break
+        best_support = grown
     # a term carrying less than the threshold goes whatever the BIC says: on noise-free data a
     # tiny term can absorb the integrator's truncation error and lower the RSS below roundoff
     small = _prune(best_support, fitted[best_support].coefficients, {}, stage1, names, min_t)
     if small != best_support:
         kept = {n: v for n, v in fitted[best_support].coefficients.items() if _kept(n, small, names)}
-        fitted[small] = fit(small, epochs, kept)
+        fitted[small] = fit(small, epochs, kept, fitted[best_support])
         best_support = small
-    if fitted[best_support] is not best:
-        best = fitted[best_support]
-        errors = standard_errors(best, factors)
+    best = fitted[best_support]
+    errors = standard_errors(best, factors)
     comments = {n: f"+/- {e:.3g}" for n, e in errors.items()}
     source = rhs_source(names, terms, best.coefficients, knw, vector, comments)
     report.update(candidates=[{"terms": _support_text(s, names, terms), "bic": c.bic, "rss": c.rss,
@@ -270,21 +301,22 @@ def _stage1(arrays: Sequence[np.ndarray], steps: Sequence[float], names: tuple[s
     return {"smooth": smooth, "theta": theta, "target": target, "paths": paths, "thresholds": grid.tolist(),
             "col_rms": col_rms, "target_rms": np.sqrt(np.mean(target**2, axis=0)),
             "best": tuple(min(p, key=lambda e: e[2])[0] for p in paths),
-            "candidates": _candidates(paths, grid.tolist()), "threshold": thr}
+            "candidates": _candidates(paths, grid.tolist(), [n in knw.exprs for n in names]), "threshold": thr}
 
 
-def _candidates(paths: Sequence[list[tuple[frozenset[int], float, float]]], grid: Sequence[float]
-                ) -> list[Support]:
+def _candidates(paths: Sequence[list[tuple[frozenset[int], float, float]]], grid: Sequence[float],
+                may_be_empty: Sequence[bool]) -> list[Support]:
     """Candidate term sets: every equation at its derivative-BIC-best support, then every
     equation at one common threshold of the grid (the joint STLSQ path), sparsest first (the
     derivative BIC over-counts the independent rows of smoothed, correlated derivatives, so it is
-    a poor judge between sparse sets; the trajectory fit judges them)."""
+    a poor judge between sparse sets; the trajectory fit judges them). An equation may have no
+    terms only where it has a known part."""
     best = tuple(min(p, key=lambda e: e[2])[0] for p in paths)
     joint: dict[Support, float] = {}
     for lam in grid:
         # an equation's support at lam: the one found at the largest path threshold <= lam
         sup = tuple(max((e for e in p if e[1] <= lam), key=lambda e: e[1]) for p in paths)
-        if all(e[0] for e in sup):
+        if all(e[0] or empty for e, empty in zip(sup, may_be_empty)):
             joint.setdefault(tuple(e[0] for e in sup), sum(e[2] for e in sup))
     ranked = sorted(joint, key=lambda k: (sum(len(e) for e in k), joint[k]))
     return [best] + [c for c in ranked if c != best]
@@ -335,6 +367,93 @@ def _prune(support: Support, coefs: Mapping[str, float], errors: Mapping[str, fl
     return tuple(out)
 
 
+def _eliminate(support: Support, fitted: dict[Support, Candidate],
+               fit: Callable[..., Candidate], names: Sequence[str], knw: Known, tries: int) -> Support:
+    """Backward elimination on the trajectory BIC: drop the term with the smallest t statistic
+    (coefficient over standard error) whose removal lowers the BIC, trying the ``tries``
+    weakest terms in turn; repeat until no removal helps. An equation keeps at least one term
+    unless it has a known part."""
+    while True:
+        best = fitted[support]
+        ranked = sorted(((abs(v) / e if math.isfinite(e) and e > 0 else math.inf, n)
+                         for n, v in best.coefficients.items() for e in [best.errors.get(n, math.nan)]))
+        improved = False
+        for _, name in ranked[:tries]:
+            smaller = tuple(frozenset(k for k in sup if coefficient_name(s, k) != name)
+                            for s, sup in zip(names, support))
+            if any(not sup and s not in knw.exprs for s, sup in zip(names, smaller)):
+                continue
+            if smaller not in fitted:
+                fitted[smaller] = fit(smaller, None, {n: v for n, v in best.coefficients.items() if n != name}, best)
+            if fitted[smaller].bic < best.bic:
+                support, improved = smaller, True
+                break
+        if not improved:
+            return support
+
+
+def _ranked_additions(support: Support, stage1: Mapping[str, Any]) -> list[tuple[float, int, int]]:
+    """(t, equation, term) for every absent term, best first: its t statistic when added to its
+    equation's least-squares fit on the stage-1 derivatives."""
+    theta, target = stage1["theta"], stage1["target"]
+    scored = []
+    for i, sup in enumerate(support):
+        cols = sorted(sup)
+        q = np.linalg.qr(theta[:, cols])[0] if cols else np.zeros((len(theta), 0))
+        resid = target[:, i] - q @ (q.T @ target[:, i])
+        sigma = math.sqrt(float(resid @ resid) / max(len(resid) - len(cols) - 1, 1))
+        for k in range(theta.shape[1]):
+            if k in sup:
+                continue
+            col = theta[:, k] - q @ (q.T @ theta[:, k])
+            norm = math.sqrt(float(col @ col))
+            if norm > 1e-12 * max(math.sqrt(float(theta[:, k] @ theta[:, k])), 1e-300) and sigma > 0:
+                scored.append((abs(float(col @ resid)) / norm / sigma, i, k))
+    return sorted(scored, reverse=True)
+
+
+def _add(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
+         stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
+    """Forward step: the absent terms ranked by `_ranked_additions`; the ``tries`` best are
+    fitted to the trajectories in turn and the first that lowers the trajectory BIC is kept.
+    (At high noise a weak true term can be missing from every stage-1 candidate: the threshold
+    path drops it together with, or before, the spurious ones.)"""
+    best = fitted[support]
+    for _, i, k in _ranked_additions(support, stage1)[:tries]:
+        bigger = tuple(sup | {k} if j == i else sup for j, sup in enumerate(support))
+        if bigger not in fitted:
+            fitted[bigger] = fit(bigger, None, {**best.coefficients, coefficient_name(names[i], k): 0.0}, best)
+        if fitted[bigger].bic < best.bic:
+            return bigger
+    return support
+
+
+def _swap(support: Support, fitted: dict[Support, Candidate], fit: Callable[..., Candidate],
+          stage1: Mapping[str, Any], names: Sequence[str], tries: int) -> Support:
+    """Exchange step: the weakest term (smallest t statistic on the trajectory fit) replaced by
+    the best-ranked absent terms of its equation (ranked without it); the first exchange that
+    lowers the trajectory BIC is kept. At high noise a spurious term can stand in for a true one
+    it correlates with (``y z`` for ``y`` in Lorenz, since z stays near 25), and neither
+    dropping nor adding one term alone lowers the BIC."""
+    best = fitted[support]
+    ranked = sorted((abs(v) / e, n) for n, v in best.coefficients.items()
+                    for e in [best.errors.get(n, math.nan)] if math.isfinite(e) and e > 0)
+    if not ranked:
+        return support
+    weakest = ranked[0][1]
+    i, k = next((i, k) for i, sup in enumerate(support) for k in sup if coefficient_name(names[i], k) == weakest)
+    reduced = tuple(sup - {k} if j == i else sup for j, sup in enumerate(support))
+    options = [(t, j, m) for t, j, m in _ranked_additions(reduced, stage1) if j == i and m != k]
+    start = {n: v for n, v in best.coefficients.items() if n != weakest}
+    for _, _, m in options[:tries]:
+        other = tuple(sup | {m} if j == i else sup for j, sup in enumerate(reduced))
+        if other not in fitted:
+            fitted[other] = fit(other, None, {**start, coefficient_name(names[i], m): 0.0}, best)
+        if fitted[other].bic < best.bic:
+            return other
+    return support
+
+
 def _support_text(support: Support, names: Sequence[str], terms: Sequence[str]) -> dict[str, list[str]]:
     return {s: [display_term(terms[k]) for k in sorted(sup)] for s, sup in zip(names, support)}
 
@@ -357,7 +476,6 @@ def add_parser(sub: Any) -> None:
 
 def run_command(args: Any) -> int:
     """``nc discover``: read the CSV, discover, print (and write / plot) the program."""
-    from nc.cli_input import UsageError, read_csv, read_file
 
     columns = read_csv(args.data)
     names = [s.strip() for s in args.states.split(",") if s.strip()]
@@ -389,7 +507,6 @@ def _plot(result: Discovery, trajs: Sequence[np.ndarray], times: Sequence[np.nda
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from nc.cli_input import UsageError
 
         raise UsageError("--plot needs matplotlib (pip install matplotlib)") from None
     fig, axes = plt.subplots(len(result.states), 1, figsize=(7, 2.2 * len(result.states)), squeeze=False)
