@@ -75,6 +75,7 @@ def test_memoised_calls_keep_branches_and_signed_zeros_apart() -> None:
     assert float(f(torch.tensor(-2.0))) == 5.0 and float(f(torch.tensor(2.0))) == 4.0
 
 
+@pytest.mark.slow
 def test_long_vector_literal_costs_its_elements_only() -> None:
     n = 200_000
     src = "(vsum (* x [" + " ".join(str(k % 10) for k in range(n)) + "]))"

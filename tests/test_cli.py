@@ -175,6 +175,7 @@ def test_help_exits_0(capsys):
     assert "show" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_console_script(files):
     _, bad = files
     exe = shutil.which("nc")

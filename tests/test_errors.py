@@ -678,6 +678,7 @@ def test_check_malformed_shape_option_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
 
 
+@pytest.mark.slow
 def test_check_as_a_process(tmp_path: Path) -> None:
     path = tmp_path / "prog.nc"
     path.write_text("(+ x (sqrt", encoding="utf-8")
@@ -861,6 +862,7 @@ def test_a_runtime_failure_points_at_the_failing_primitive() -> None:
     assert (info.value.line, info.value.column) == (1, 11)
 
 
+@pytest.mark.slow
 def test_export_leaves_the_function_and_its_caches_real() -> None:
     for shapes in ({"x": (None,)}, {"x": (3,)}):  # the size-generic function, and one per signature
         f = nc.compile_fn("(* 2 (+ x [1 2 3]))", shapes=shapes)

@@ -137,6 +137,7 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, tol: float) -> float:
     return diff
 
 
+@pytest.mark.slow
 def test_onnx_smoke() -> None:
     need_onnx()
     f = nc.compile_fn(GRAVITY)

@@ -31,6 +31,7 @@ def test_fit_recovers_the_constant_and_prints_the_fitted_program(gravity, capsys
     assert fitted.startswith("(define G 6.67") and "(/ (* G (* m1 m2)) (pow r 2))" in fitted
 
 
+@pytest.mark.slow
 def test_fit_of_a_free_name_with_a_start_and_a_plot(gravity, tmp_path, capsys) -> None:
     pytest.importorskip("matplotlib")
     program, data = gravity

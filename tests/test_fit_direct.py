@@ -32,6 +32,7 @@ def lv_obs() -> torch.Tensor:
     return clean + 0.02 * clean.abs().mean() * torch.randn(clean.shape, generator=gen, dtype=F64)
 
 
+@pytest.mark.slow
 def test_shooting_takes_the_compiled_rollout_and_its_window(lv_obs: torch.Tensor) -> None:
     model = nc.compile(LV.format(steps=20), params=dict.fromkeys(LV_TRUE, 0.5), dtype=F64)
     shoot = nc.ShootingLoss(model, lv_obs, continuity_weight=1.0)  # no wrapper, no module=, no window=

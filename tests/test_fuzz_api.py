@@ -56,6 +56,7 @@ def outcome(thunk: Any) -> None:
         pytest.fail(f"raw {type(e).__name__} escaped: {e}")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(PROGRAMS), st.sampled_from(SHAPES), st.sampled_from(MAX_ITER), st.booleans())
 def test_compile_options_are_checked(src: str, shapes: Any, max_iter: Any, check_domain: bool) -> None:

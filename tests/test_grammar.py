@@ -230,6 +230,7 @@ def test_nc_grammar_prints_the_shipped_files(capsys):
     assert main(["grammar"]) == 0 and capsys.readouterr().out == grammar_text("lark")
 
 
+@pytest.mark.slow
 def test_importing_nc_imports_neither_lark_nor_sympy():
     import subprocess
     import sys

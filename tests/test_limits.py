@@ -77,6 +77,7 @@ def scalar(f: nc.CompiledFunction) -> torch.Tensor:
     ("ifs", "(if (> x 0) " * N + "x" + " 0)" * N),
     ("quoted datum comments", "#;" * N + "(+ 1 2) " * N + "x"),
 ], ids=lambda v: v if len(v) < 40 else "src")
+@pytest.mark.slow
 def test_nesting_100000_deep_is_a_limit_error_or_compiles(kind: str, src: str) -> None:
     result, seconds = outcome(src, scalar)
     print(f"nesting {kind}: {result} in {seconds:.2f}s")
@@ -153,6 +154,7 @@ def test_one_megabyte_sum() -> None:
     assert compiled < 120
 
 
+@pytest.mark.slow
 def test_one_megabyte_of_definitions() -> None:
     n = 38_000
     src = "".join(f"(define c{i} (* x {i}.5))\n" for i in range(n)) + f"(+ c0 c{n - 1})"
@@ -249,6 +251,7 @@ def test_chains_of_definitions_compile(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["constants", "functions", "tail calls"])
+@pytest.mark.slow
 def test_long_chains_of_definitions_are_an_ncerror_or_compile(kind: str) -> None:
     result, seconds = no_recursion_error(lambda: outcome(chain(kind, 10_000), scalar))
     assert result in ("ok", "LimitError")

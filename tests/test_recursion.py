@@ -50,6 +50,7 @@ def test_mutual_tail_calls_on_constants_unroll_as_loop_steps() -> None:
     assert float(f()) == 0.0
 
 
+@pytest.mark.slow
 def test_mutual_tail_calls_value_grad_vmap() -> None:
     f = nc.compile_fn(PING_PONG)
     xs, ks = [0.3, 0.7, -1.1], [3, 4, 0]
@@ -131,6 +132,7 @@ def test_ackermann_double_recursion_small_arguments() -> None:
     assert f(m, n).tolist() == [float(ack(a, b)) for a, b in pairs]
 
 
+@pytest.mark.slow
 def test_recursion_gradient_equals_hand_unrolled_and_vmap() -> None:
     f = nc.compile_fn("(define (p x n) (if (= n 0) 1 (* x (p x (- n 1))))) (p x n)")
     x = torch.tensor([1.5, 2.0, -0.5], dtype=torch.float64, requires_grad=True)

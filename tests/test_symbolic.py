@@ -74,6 +74,7 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("row", table_rows(), ids=lambda r: r.name)
+@pytest.mark.slow
 def test_every_primitive_maps_to_sympy_and_back(row):
     a, b, back = roundtrip(sample(row), ARGS)
     assert a.shape == b.shape and close(a, b), (back, a, b)

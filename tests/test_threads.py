@@ -6,6 +6,7 @@ import gc
 import sys
 import threading
 
+import pytest
 import torch
 
 import nc
@@ -18,6 +19,7 @@ def chain(depth: int) -> str:
     return src + f"(g{depth - 1} x)"
 
 
+@pytest.mark.slow
 def test_eight_threads_compile_a_900_deep_program() -> None:
     # Each compile used to save and restore the recursion limit and the GC switch: threads
     # raised spurious LimitErrors, or the interpreter aborted with a stack overflow.
