@@ -8,19 +8,12 @@ import math
 
 import pytest
 import torch
+from paper_programs import LV, LV_TRUE
 
 import nc
 from nc.errors import CallError
 
 F64 = torch.float64
-LV = """
-(define (lotka-volterra t s)
-  (let ((x (ref s 0)) (y (ref s 1)))
-    [(- (* alpha x) (* beta (* x y)))
-     (- (* delta (* x y)) (* gamma y))]))
-(rk4 lotka-volterra s0 0.1 {steps})
-"""
-LV_TRUE = {"alpha": 1.0, "beta": 0.5, "delta": 0.25, "gamma": 0.5}
 
 
 @pytest.fixture(scope="module")

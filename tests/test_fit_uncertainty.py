@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from paper_programs import LV, LV_TRUE
 
 import nc
 
@@ -18,14 +19,6 @@ SEEDS = 100
 Z95 = 1.959963984540054
 
 GRAVITY = "(let ((r_mag (norm r))) (scale (/ (* (- 0 G) (* m1 m2)) (* r_mag (* r_mag r_mag))) r))"
-LV = """
-(define (lotka-volterra t s)
-  (let ((x (ref s 0)) (y (ref s 1)))
-    [(- (* alpha x) (* beta (* x y)))
-     (- (* delta (* x y)) (* gamma y))]))
-(rk4 lotka-volterra s0 0.1 {steps})
-"""
-LV_TRUE = {"alpha": 1.0, "beta": 0.5, "delta": 0.25, "gamma": 0.5}
 
 
 def gravity_inputs(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:

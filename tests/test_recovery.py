@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from paper_programs import LV, LV_TRUE
 
 import nc
 from nc.errors import CallError
@@ -338,14 +339,6 @@ def test_bad_starts_raise_call_error(options: dict[str, object], pattern: str) -
 # ----------------------------------------------------------------------------------------------
 # 2. Lotka-Volterra: the paper's compiled right-hand sides, an nc rk4 rollout, multiple shooting
 
-LV = """
-(define (lotka-volterra t s)
-  (let ((x (ref s 0)) (y (ref s 1)))
-    [(- (* alpha x) (* beta (* x y)))
-     (- (* delta (* x y)) (* gamma y))]))
-(rk4 lotka-volterra s0 0.1 {steps})
-"""
-LV_TRUE = {"alpha": 1.0, "beta": 0.5, "delta": 0.25, "gamma": 0.5}
 
 
 @pytest.fixture(scope="module")
