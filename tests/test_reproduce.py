@@ -124,3 +124,110 @@ def check_quick_results(out: Path) -> None:
     assert compiled("vector", "G error, 2% noise")["max"] < 0.005
     assert compiled("lotka_volterra", "max parameter error, 2% noise")["max"] < 0.02
     assert compiled("pendulum", "max parameter error, 2% noise")["max"] < 0.01
+    check_hybrids(ex)
+
+
+def check_hybrids(ex: dict[str, Any]) -> None:
+    """The hybrids, fitted alike: the identifiable ones recover their constant to the noise level,
+    the paper's pendulum hybrid fits the data as well with g/L far off."""
+    def stats(name: str, method: str, quantity: str) -> dict[str, float]:
+        return next(e for e in ex[name]["entries"] if e["method"].startswith(method)
+                    and e["quantity"] == quantity)["stats"]
+
+    gl = "neg_g_over_L error, 2% noise"
+    assert stats("pendulum", "hybrid, identifiable", gl)["max"] < 0.002
+    assert stats("pendulum", "hybrid (paper), fitted", gl)["min"] > 0.1
+    for method in ("hybrid, identifiable", "hybrid (paper), fitted"):  # both fit the data to the noise
+        assert 0.5 < stats("pendulum", method, "final loss / noise variance")["max"] < 2
+    drag = "G error with drag, 1% noise"
+    assert stats("vector", "hybrid, isotropic drag", drag)["max"] < 0.002
+    assert stats("vector", "reference: compiled gravity + drag law", drag)["max"] < 0.002
+
+
+class FakeExperiment:
+    """A stand-in experiment module (registered as ``nc.experiments.<name>``): instant, and it
+    counts how often its figures are drawn."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.drawn = name, 0
+
+    def run(self, cfg: Any, bar: Any) -> dict[str, Any]:
+        from nc.experiments.common import entry
+        values = [0.001 * (s - 999) for s in cfg.seeds]
+        return {"entries": [entry("nc compiled", "error", values, cfg.seeds),  # NaN: written "nan", read back
+                            entry("baseline", "error", [math.nan, math.inf][:len(values)], cfg.seeds)],
+                "notes": [],
+                "headline": [{"quantity": "error", "paper": "-", "nc": f"{len(values)} seeds", "spread": "-"}],
+                "plot": {"values": values}}
+
+    def figures(self, res: dict[str, Any], out: Path) -> list[str]:
+        self.drawn += 1
+        (out / f"{self.name}.png").write_text(f"{res['plot']['values']} drawn")
+        return [f"{self.name}.png"]
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeExperiment]:
+    import sys
+
+    import nc.experiments.runner as runner
+    mods = {n: FakeExperiment(n) for n in ("fake_a", "fake_b")}
+    for n, m in mods.items():
+        monkeypatch.setitem(sys.modules, f"nc.experiments.{n}", m)
+    monkeypatch.setattr(runner, "EXPERIMENTS", ("fake_a", "fake_b"))
+    return mods
+
+
+def test_append_keeps_other_experiments_and_records_each_run(tmp_path: Path, fakes: dict[str, FakeExperiment]) -> None:
+    first = reproduce(["fake_a", "fake_b"], config(2, True), tmp_path, progress=False)
+    assert first["meta"]["pieces"] == 1 and first["meta"]["seeds"] == [1000, 1001]
+    (tmp_path / "fake_a.png").unlink()
+    # fake_b again on 3 seeds: fake_a is kept as it was, and its figure drawn again
+    again = reproduce(["fake_b"], config(3, True), tmp_path, progress=False, append=True)
+    ex, meta = again["experiments"], again["meta"]
+    assert list(ex) == ["fake_a", "fake_b"]
+    assert ex["fake_a"]["entries"][0]["values"] == first["experiments"]["fake_a"]["entries"][0]["values"]
+    assert ex["fake_a"]["seeds"] == [1000, 1001] and ex["fake_b"]["seeds"] == [1000, 1001, 1002]
+    assert fakes["fake_a"].drawn == 2 and (tmp_path / "fake_a.png").is_file()
+    assert math.isnan(ex["fake_a"]["entries"][1]["values"][0]) and ex["fake_a"]["entries"][1]["values"][1] == math.inf
+    assert meta["runs"]["fake_a"]["seeds"] == [1000, 1001] and meta["runs"]["fake_b"]["seeds"] == [1000, 1001, 1002]
+    assert meta["runs"]["fake_a"]["started"] == first["meta"]["started"]
+    assert meta["seeds"] == [1000, 1001, 1002] and meta["pieces"] == 2 and meta["quick"] is True
+    assert set(meta["experiment_s"]) == {"fake_a", "fake_b"}
+    assert meta["wall_s"] == pytest.approx(sum(meta["experiment_s"].values()))
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["runs"]["fake_b"]["seeds"] == [1000, 1001, 1002]
+    report = (tmp_path / "report.md").read_text()
+    assert "the sum over the 2 runs" in report and "## fake_a" in report and "## fake_b" in report
+    # without --append the report is written from scratch
+    fresh = reproduce(["fake_b"], config(2, True), tmp_path, progress=False)
+    assert list(fresh["experiments"]) == ["fake_b"] and "runs" in fresh["meta"]
+
+
+def test_append_reads_results_without_runs_and_refuses_mixing(tmp_path: Path, fakes: dict[str, FakeExperiment]) -> None:
+    reproduce(["fake_a"], config(2, True), tmp_path, progress=False)
+    path = tmp_path / "results.json"
+    old = json.loads(path.read_text())
+    old["meta"].pop("runs")  # a results.json written before per-experiment runs were recorded
+    old["meta"]["nc_commit"] = "0ld"
+    path.write_text(json.dumps(old))
+    res = reproduce(["fake_b"], config(2, True), tmp_path, progress=False, append=True)
+    assert res["meta"]["runs"]["fake_a"]["nc_commit"] == "0ld"
+    assert res["meta"]["nc_commit"].startswith("0ld (fake_a); ")  # commits listed per experiment where they differ
+    with pytest.raises(CallError, match="holds a quick run and this one is full"):
+        reproduce(["fake_b"], config(2, False), tmp_path, progress=False, append=True)
+    path.write_text("{not json")
+    with pytest.raises(CallError, match="is not the results.json"):
+        reproduce(["fake_b"], config(2, True), tmp_path, progress=False, append=True)
+    # --append into an empty folder is a fresh run
+    assert list(reproduce(["fake_a"], config(1, True), tmp_path / "new", progress=False, append=True)["experiments"]) \
+        == ["fake_a"]
+
+
+def test_append_on_the_command_line(tmp_path: Path, fakes: dict[str, FakeExperiment]) -> None:
+    out = str(tmp_path)
+    assert main(["reproduce", "fake_a", "--quick", "--out", out, "--no-progress"]) == 0
+    assert main(["reproduce", "fake_b", "--quick", "--seeds", "1", "--out", out, "--no-progress", "--append"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["experiments"]) == ["fake_a", "fake_b"]
+    assert results["meta"]["runs"]["fake_b"]["seeds"] == [1000]
+    assert main(["reproduce", "fake_b", "--out", out, "--no-progress", "--append"]) == 1  # full onto quick

@@ -5,8 +5,8 @@ The hybrids: compiled gravity plus a learned correction, g/L from 5.0.
 - The paper's: a 3-32-32-1 tanh correction on (theta, theta', t). Not identifiable: the
   correction can represent ``-k sin(theta)`` for any k, so every g/L fits the data as well.
 - The identifiable variant: the correction is a damping law, an odd function of theta' alone,
-  ``c(w) = m(w) - m(-w)`` with ``m`` a 1-32-32-1 tanh MLP (written in the program, so the
-  constraint is part of the model). Why g/L is identified: if two models fit the same
+  ``c(w) = w m(w^2)`` with ``m`` a 1-32-32-1 tanh MLP (every smooth odd function has this
+  form; it is written in the program, so the constraint is part of the model). Why g/L is identified: if two models fit the same
   trajectory, ``(g/L - g'/L) sin(theta(t)) = c'(w(t)) - c(w(t))`` at every t; at the turning
   points w = 0, where an odd c vanishes, while sin(theta) does not (the amplitude is not zero),
   so g/L = g'/L. (A correction on theta' that is not odd adds a free constant c(0); it is
@@ -15,7 +15,8 @@ The hybrids: compiled gravity plus a learned correction, g/L from 5.0.
 
 Both hybrids are fitted the way nc fits the compiled model (``nc.ShootingLoss`` over contiguous
 windows, L-BFGS in float64), so the difference between them is the model, not the optimiser;
-the paper's hybrid is also trained with the paper's recipe (Adam, random windows)."""
+the paper's hybrid is also trained with the paper's recipe (Adam, random windows) in the full
+run (``--quick``'s 30 Adam steps of 0.01 cannot move g/L from its start, whatever the model)."""
 
 # ruff: noqa: B023  -- every closure over a loop variable here is called within its iteration (timed(...))
 
@@ -53,7 +54,7 @@ IDENTIFIABLE = """
   (let ((theta (ref s 0)) (theta_dot (ref s 1)))
     [theta_dot
      (+ (* neg_g_over_L (sin theta))
-        (- (ref (damping [theta_dot]) 0) (ref (damping [(- 0 theta_dot)]) 0)))]))
+        (* theta_dot (ref (damping [(* theta_dot theta_dot)]) 0)))]))
 (rk4 pendulum s0 0.05 25)
 """
 HYBRID_EPOCHS = 10  # L-BFGS epochs of the hybrids' fits in the full run (--quick: cfg.fit_epochs)
@@ -116,7 +117,8 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
     s = SETUP
     levels = QUICK_LEVELS if cfg.quick else NOISE_LEVELS
     part = compiled_part("pendulum", s, cfg, bar, levels)
-    hybrids = [("hybrid (paper recipe): gravity + MLP(theta, theta', t)", hybrid)]
+    # --quick: 30 Adam steps of 0.01 leave g/L near its start (47% off) for any hybrid: left out
+    hybrids = [] if cfg.quick else [("hybrid (paper recipe): gravity + MLP(theta, theta', t)", hybrid)]
     entries = part["entries"] + network_part(s, cfg, bar, 3, True, residual, hybrids, part["plot"])
     entries += fit_hybrids(cfg, bar)
     med = quantile(part["err"], 0.5)
@@ -136,8 +138,8 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
          "spread": f"max error IQR {100 * quantile(part['err'], .25):.3f}-{100 * quantile(part['err'], .75):.3f}%, "
                    f"{len(part['err'])} seeds"},
         {"quantity": "hybrid g/L error (median)", "paper": "47% (non-identifiable)",
-         "nc": f"paper's hybrid {100 * hyb('hybrid (paper recipe)'):.1f}% (paper's recipe), "
-               f"{100 * hyb('hybrid (paper), fitted'):.1f}% fitted as nc fits (loss / noise variance "
+         "nc": ("" if cfg.quick else f"paper's hybrid {100 * hyb('hybrid (paper recipe)'):.1f}% (paper's recipe), ")
+               + f"paper's hybrid {100 * hyb('hybrid (paper), fitted'):.1f}% fitted as nc fits (loss / noise variance "
                f"{hyb('hybrid (paper), fitted', 'final loss / noise variance'):.2f}: it fits the data with g/L "
                f"off); identifiable variant (odd damping in theta') {100 * hyb('hybrid, identifiable'):.3f}% "
                f"(compiled model on the same seeds {100 * compiled_gl:.3f}%)",
@@ -150,7 +152,7 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
              "nc.fit defaults; the paper used 6 random windows and Adam.",
              "Baselines and the paper-recipe hybrid: the paper's 6 random windows of 25 steps, Adam lr 0.01, "
              "cosine, clip 5.0.",
-             "Hybrids fitted as nc fits: the identifiable variant's correction is odd in theta' (m(w) - m(-w)), so "
+             "Hybrids fitted as nc fits: the identifiable variant's correction is odd in theta' (w m(w^2)), so "
              "it vanishes at the turning points (theta' = 0), where the acceleration is gravity's alone: g/L is "
              "pinned. The paper's correction sees theta and can carry -k sin(theta) for any k: its loss reaches "
              "the noise level with g/L off, and where g/L lands depends on the optimiser, not the data."]

@@ -12,7 +12,7 @@ from typing import Any
 from nc.errors import CallError
 from nc.experiments.stats import fmt, fmt_stats
 
-__all__ = ["plt", "write_json", "write_markdown", "clean_json"]
+__all__ = ["plt", "write_json", "write_markdown", "clean_json", "restore_json"]
 
 TITLES = {"feynman": "1. Feynman equations", "lotka_volterra": "2. Lotka-Volterra", "pendulum": "3. Damped pendulum",
           "heat": "4. 1-D heat equation", "vector": "5. 3-D vector mechanics", "composition": "6. Composition"}
@@ -45,6 +45,17 @@ def clean_json(x: Any) -> Any:
     return x
 
 
+def restore_json(x: Any) -> Any:
+    """The inverse of `clean_json`: "nan", "inf" and "-inf" as floats again (a results.json read back)."""
+    if isinstance(x, str) and x in ("nan", "inf", "-inf"):
+        return float(x)
+    if isinstance(x, dict):
+        return {k: restore_json(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [restore_json(v) for v in x]
+    return x
+
+
 def write_json(results: dict[str, Any], out: Path) -> Path:
     path = out / "results.json"
     path.write_text(json.dumps(clean_json(results), indent=1))
@@ -66,8 +77,10 @@ def table(entries: list[dict[str, Any]]) -> list[str]:
 
 def write_markdown(results: dict[str, Any], out: Path) -> Path:
     meta = results["meta"]
+    pieces = meta.get("pieces", 1)
     lines = [f"# nc reproduce: {'quick' if meta['quick'] else 'full'} run", "",
              f"Machine: {meta['machine']}. Wall time: {fmt(meta.get('wall_s'))} s "
+             f"{f'(the sum over the {pieces} runs it was done in) ' if pieces > 1 else ''}"
              f"(per experiment: {', '.join(f'{k} {v:.0f} s' for k, v in meta.get('experiment_s', {}).items())}). "
              f"nc {meta.get('nc_commit', '?')}, torch {meta['torch']}. Seeds: compiled models {meta['seeds']}; "
              f"baselines {meta['baseline_seeds']}.", ""]
@@ -84,6 +97,10 @@ def write_markdown(results: dict[str, Any], out: Path) -> Path:
             lines += [f"Did not finish: {res['error']}", ""]
             continue
         lines += [f"Seeds: {res.get('seeds')}; wall time {fmt(res.get('wall_s'))} s.", ""]
+        run = meta.get("runs", {}).get(name)
+        if pieces > 1 and run:  # a run done in pieces: what this experiment's piece was
+            lines += [f"From the run of {run.get('started')}: nc {run.get('nc_commit')}, baseline seeds "
+                      f"{run.get('baseline_seeds')} (its cuts: in the header).", ""]
         lines += [f"- {n}" for n in res.get("notes", [])] + [""]
         lines += table(res["entries"]) + [""]
         lines += [f"![{f}]({f})" for f in res.get("figures", [])] + [""]
