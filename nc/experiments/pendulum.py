@@ -6,10 +6,10 @@ The hybrids: compiled gravity plus a learned correction, g/L from 5.0.
   correction can represent ``-k sin(theta)`` for any k, so every g/L fits the data as well.
 - The identifiable variant: the correction is a damping law, an odd function of theta' alone,
   ``c(w) = w m(w^2)`` with ``m`` a 1-32-32-1 tanh MLP (every smooth odd function has this
-  form; it is written in the program, so the constraint is part of the model). Why g/L is identified: if two models fit the same
-  trajectory, ``(g/L - g'/L) sin(theta(t)) = c'(w(t)) - c(w(t))`` at every t; at the turning
-  points w = 0, where an odd c vanishes, while sin(theta) does not (the amplitude is not zero),
-  so g/L = g'/L. (A correction on theta' that is not odd adds a free constant c(0); it is
+  form; it is written in the program, so the constraint is part of the model). Why g/L is
+  identified: if two models fit the same trajectory, ``(g/L - g'/L) sin(theta(t)) =
+  c'(w(t)) - c(w(t))`` at every t; at the turning points w = 0 an odd c vanishes while
+  sin(theta) does not (the amplitude is not zero), so g/L = g'/L. (A correction on theta' that is not odd adds a free constant c(0); it is
   identified in principle too, through the alternating sign of sin(theta) at successive
   turning points, but only weakly.)
 
