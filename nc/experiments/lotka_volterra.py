@@ -60,7 +60,7 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
          "nc": f"{100 * med:.2f}% (best achievable {100 * bmed:.2f}%, ratio {med / bmed if bmed else 1:.2f})",
          "spread": f"IQR {100 * _q(part['err'], .25):.2f}-{100 * _q(part['err'], .75):.2f}%, {len(part['err'])} seeds"},
         {"quantity": f"noise sweep {'/'.join(part['sweep'])} (median max error, %)",
-         "paper": "0.00/0.66/1.17/3.23/10.85", "nc": sweep, "spread": f"{len(cfg.seeds)} seeds per level"},
+         "paper": "0.00/0.66/1.17/3.23/10.85", "nc": sweep, "spread": "/".join(str(len(v)) for v in part["sweep"].values()) + " seeds per level"},
         {"quantity": "compiled fit time (median)", "paper": "-", "nc": f"{_q(part['secs'], .5):.2f} s",
          "spread": "baselines' training times in the table"},
     ]

@@ -146,7 +146,7 @@ def run(cfg: Config, bar: Bar) -> dict[str, Any]:
          "spread": f"{len(cfg.baseline_seeds)} seeds"},
         {"quantity": f"noise sweep {'/'.join(part['sweep'])} (median max error, %)", "paper": "-",
          "nc": "/".join(f"{100 * quantile(v, .5):.2f}" for v in part["sweep"].values()),
-         "spread": f"{len(cfg.seeds)} seeds per level"},
+         "spread": "/".join(str(len(v)) for v in part["sweep"].values()) + " seeds per level"},
     ]
     notes = ["Compiled: nc.ShootingLoss(model, obs, continuity_weight=10), contiguous windows of 25 steps, "
              "nc.fit defaults; the paper used 6 random windows and Adam.",
