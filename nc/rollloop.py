@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .builder import Builder
+from .errors import Span
 from .primitives import code_of
 from .program import ConstRef, Eqn, Lit, Region, Var, region_uses
 from .scan import ROLL_MIN
@@ -64,9 +65,10 @@ class Run:
 class Roller:
     """Follows one loop's iterations at the top level and rolls long runs (see the module docstring)."""
 
-    def __init__(self, build: Builder, constants: list[torch.Tensor]) -> None:
+    def __init__(self, build: Builder, constants: list[torch.Tensor], span: Span | None) -> None:
         self.build = build
         self.constants = constants
+        self.span = span  # the loop's: the rolled equation's
         self.run: Run | None = None
 
     def iteration(self, mark: int, state: Sequence[Value], nxt: Sequence[Value] | None,
@@ -199,7 +201,7 @@ class Roller:
             body.append(Eqn(e.prim, e.code, args, e.out, e.params, e.span, None))
         outs = tuple(rename.get(a.id, a) for a in run.outs)
         region = Region((*lit_vars, *const_vars, *params), body, outs)
-        span = run.body[-1].span if run.body else None
+        span = self.span
         tup = build.new_var(())
         eqn = Eqn("%scan", code_of("%scan"), (*run.ins, *stacked), tup,
                   {"trips": run.trips, "lits": tuple(lits), "state": len(params)}, span, region)
