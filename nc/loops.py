@@ -44,7 +44,7 @@ def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list
     see `nc.rollloop`); then the rest is one masked loop."""
     state = list(inits)
     # At the top level, a long run of identical iterations is rolled into one loop (nc.rollloop).
-    roller = Roller(tr.build, tr.build.constants, span) if tr.build.ctx is tr.build.root else None
+    roller = Roller(tr, span) if tr.build.ctx is tr.build.root else None
     for _ in range(tr.limits.unroll):
         mark = len(tr.build.eqns)
         result = tail(tr, key, body, bind(env, bindings, state))

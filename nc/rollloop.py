@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from .builder import Builder
 from .errors import Span
 from .primitives import code_of
 from .program import ConstRef, Eqn, Lit, Region, Var, region_uses
 from .scan import ROLL_MIN
+from .tracer import Tracer
 from .values import Value
 
 EXACT = 2.0 ** 53
@@ -65,9 +65,10 @@ class Run:
 class Roller:
     """Follows one loop's iterations at the top level and rolls long runs (see the module docstring)."""
 
-    def __init__(self, build: Builder, constants: list[torch.Tensor], span: Span | None) -> None:
-        self.build = build
-        self.constants = constants
+    def __init__(self, tr: Tracer, span: Span | None) -> None:
+        self.tr = tr
+        self.build = build = tr.build
+        self.constants = build.constants
         self.span = span  # the loop's: the rolled equation's
         self.run: Run | None = None
 
@@ -170,7 +171,33 @@ class Roller:
                 reads.add(v.id)
         if (reads & run.removed) - {v.id for v in ins}:
             return  # an iteration reads a value inside the run (a shared subexpression): unrolled
+        if not self.forget(run.removed, {v.id for v in ins}):
+            return
         self.roll(run, mark, ins)
+
+    def forget(self, removed: set[int], ins: set[int]) -> bool:
+        """Drop the tracer's caches of values inside the run (common subexpressions, memoised
+        calls, guards), so that nothing traced later is given one; False (nothing dropped) when a
+        cache maps the state after the run to such a value: later code would share it, so the run
+        stays unrolled to keep the unrolled code's bits."""
+        tr = self.tr
+        caches: list[tuple[dict[Any, Any], Any]] = [
+            (tr.build.cse, lambda k: {x for x in k[2] if isinstance(x, int)}),
+            (tr.calls.memo, lambda k: {p[1] for p in k[4:] if p[0] == "v"}),
+            (tr.branches.guards, lambda k: {k[0]}),
+            (tr.branches.aligned_masks, lambda k: {k[0]}),
+        ]
+        stale = []
+        for cache, ids in caches:
+            for key, value in cache.items():
+                v = value[0] if isinstance(value, tuple) else value
+                if isinstance(v, Var) and v.id in removed:
+                    if ids(key) & ins:
+                        return False
+                    stale.append((cache, key))
+        for cache, key in stale:
+            del cache[key]
+        return True
 
     def roll(self, run: Run, mark: int, ins: tuple[Var, ...]) -> None:
         build = self.build
@@ -212,8 +239,6 @@ class Roller:
         keep = [e for e in build.eqns[run.start:mark] if e.out.id not in run.removed]
         build.eqns[run.start:] = [*keep, eqn, *items, *build.eqns[mark:]]
         build.budget.equations -= len(run.body) * run.trips - len(items) - 1
-        for k in [k for k, v in build.cse.items() if v.id in run.removed]:
-            del build.cse[k]
 
 
 def same_lit(a: float, b: float) -> bool:

@@ -163,6 +163,35 @@ def test_fx_export_and_intermediates_run_the_rolled_loop() -> None:
     assert torch.equal(interp.atom(program.output), expected)
 
 
+def test_a_memoised_call_on_the_final_state_is_not_left_dangling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each trip calls (h z) on the next state; after the loop (h r) is that same call on the
+    # final state: the memo would hand back a value inside the run, so that run stays unrolled.
+    src = """
+(define (h y) (* y y 0.5))
+(let ((r (loop ((i 0) (z x0) (w 0.0))
+           (if (< i 40)
+               (let ((z2 (* z 0.99))) (recur (+ i 1) z2 (+ w (h z2))))
+               z))))
+  (+ r (h r)))"""
+    x = {"x0": torch.tensor(0.7, dtype=torch.float64)}
+    rolled = nc.compile_fn(src)
+    with monkeypatch.context() as m:
+        m.setattr(nc.rollloop, "ROLL_MIN", 10**9)
+        unrolled = nc.compile_fn(src)
+        expected = unrolled(**x)
+    assert torch.equal(rolled(**x), expected)
+    loop = "(loop ((i 0) (z x0)) (if (< i 40) (recur (+ i 1) (h (* z 0.99))) z))"
+    src2 = f"(define (h y) (* y y 0.5)) (let ((r {loop})) (+ r (h r)))"
+    fn = nc.compile_fn(src2)
+    assert "%scan trips=" in fn.program(**x).listing()  # here the memo holds only the state itself
+    x0 = x["x0"]
+    z = x0
+    for _ in range(40):
+        y = z * 0.99
+        z = y * y * 0.5
+    assert torch.allclose(fn(**x), z + z * z * 0.5, rtol=1e-12)
+
+
 def test_a_loop_whose_exit_depends_on_data_is_still_masked() -> None:
     src = "(loop ((i 0) (x x0)) (if (> x 10) i (recur (+ i 1) (* x 1.1))))"
     text = nc.compile_fn(src).program(x0=1.0).listing()
