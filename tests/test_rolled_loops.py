@@ -45,7 +45,7 @@ VECTOR_STATE = """
 """
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Callable[[torch.dtype], torch.Tensor]]]] = [
-    (OSC, {"n": 200}, {"x0": lambda d: torch.tensor([1.0, -0.5], dtype=d, requires_grad=True),
+    (OSC, {"n": 100}, {"x0": lambda d: torch.tensor([1.0, -0.5], dtype=d, requires_grad=True),
                        "v0": lambda d: torch.tensor(0.3, dtype=d, requires_grad=True)}),
     (COUNTER_IN_BODY, {"n": 150}, {"h": lambda d: torch.tensor(0.002, dtype=d, requires_grad=True),
                                     "y0": lambda d: torch.tensor([1.0, 2.0, 0.5], dtype=d, requires_grad=True)}),
@@ -88,7 +88,7 @@ def test_rolled_loop_values_and_gradients_are_the_unrolled_bits(case: int, dtype
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_rolled_loop_under_vmap_and_jacrev_is_the_unrolled_bits(dtype: torch.dtype,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    src = OSC.format(n=120)
+    src = OSC.format(n=40)
     rolled, unrolled = both(src, monkeypatch, {"x0": torch.tensor(1.0), "v0": torch.tensor(0.0)})
     x = torch.tensor([[1.0, 0.2], [-0.5, 0.1], [0.3, 0.9]], dtype=dtype)
     for f in (vmap, lambda g: vmap(jacrev(g))):
@@ -98,10 +98,10 @@ def test_rolled_loop_under_vmap_and_jacrev_is_the_unrolled_bits(dtype: torch.dty
 
 def test_code_size_does_not_grow_with_the_trip_count() -> None:
     sizes = {}
-    for n in (100, 3000):
+    for n in (40, 400):
         fn = nc.compile_fn(OSC.format(n=n))
         sizes[n] = len(fn.code(x0=1.0, v0=0.0).splitlines())
-    assert sizes[100] == sizes[3000] < 30
+    assert sizes[40] == sizes[400] < 30
 
 
 def test_listing_prints_the_body_once_with_its_trip_count() -> None:
