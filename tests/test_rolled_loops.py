@@ -104,6 +104,20 @@ def test_code_size_does_not_grow_with_the_trip_count() -> None:
     assert sizes[40] == sizes[400] < 30
 
 
+def test_constants_of_rolled_trips_are_not_kept() -> None:
+    # Each trip traced makes its own constants; those of trips rolled away are dropped, so the
+    # lowered code makes the same few constants (here w times the counter, stacked) at any length.
+    counts, lines = {}, {}
+    for m in (80, 800):
+        fn = nc.compile_fn(TABLE_AND_DOWN.format(m=m))
+        program = fn.program(a=0.4, b=0.01)
+        assert "%scan trips=" in program.listing()
+        counts[m] = len(program.constants)
+        lines[m] = max(len(line) for line in fn.code(a=0.4, b=0.01).splitlines())
+    assert counts[80] == counts[800] <= 3
+    assert lines[800] < 200
+
+
 def test_listing_prints_the_body_once_with_its_trip_count() -> None:
     text = nc.compile_fn(OSC.format(n=500)).program(x0=1.0, v0=0.0).listing()
     assert "%scan trips=500" in text
