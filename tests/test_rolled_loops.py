@@ -210,3 +210,16 @@ def test_a_loop_whose_exit_depends_on_data_is_still_masked() -> None:
     src = "(loop ((i 0) (x x0)) (if (> x 10) i (recur (+ i 1) (* x 1.1))))"
     text = nc.compile_fn(src).program(x0=1.0).listing()
     assert "%loop" in text and "%scan" not in text
+
+
+def test_nc_show_prints_the_rolled_body_once(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from nc.cli import main
+
+    shown = {}
+    for n in (50, 5000):
+        path = tmp_path / f"loop{n}.nc"
+        path.write_text(f"(loop ((i 0) (x x0)) (if (< i {n}) (recur (+ i 1) (* x 0.999)) x))\n")
+        assert main(["show", str(path)]) == 0
+        shown[n] = capsys.readouterr().out
+    assert "%scan trips=5000" in shown[5000] and shown[5000].count("0.999") == 1
+    assert len(shown[50].splitlines()) == len(shown[5000].splitlines()) < 10
