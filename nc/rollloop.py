@@ -171,15 +171,18 @@ class Roller:
                 reads.add(v.id)
         if (reads & run.removed) - {v.id for v in ins}:
             return  # an iteration reads a value inside the run (a shared subexpression): unrolled
-        if not self.forget(run.removed, {v.id for v in ins}):
+        # The state after the run stays reachable only through the next trip or the loop's value.
+        live = {v.id for v in (*(nxt or ()), value) if isinstance(v, Var)} & {v.id for v in ins}
+        if not self.forget(run.removed - {v.id for v in ins}, live):
             return
         self.roll(run, mark, ins)
 
-    def forget(self, removed: set[int], ins: set[int]) -> bool:
+    def forget(self, dead: set[int], live: set[int]) -> bool:
         """Drop the tracer's caches of values inside the run (common subexpressions, memoised
-        calls, guards), so that nothing traced later is given one; False (nothing dropped) when a
-        cache maps the state after the run to such a value: later code would share it, so the run
-        stays unrolled to keep the unrolled code's bits."""
+        calls, guards; ``dead``: the ids no longer defined), so that nothing traced later is given
+        one; False (nothing dropped) when such an entry can still be hit, from the state after the
+        run that stays reachable (``live``): later code would share that value, so the run stays
+        unrolled to keep the unrolled code's bits."""
         tr = self.tr
         caches: list[tuple[dict[Any, Any], Any]] = [
             (tr.build.cse, lambda k: {x for x in k[2] if isinstance(x, int)}),
@@ -191,8 +194,9 @@ class Roller:
         for cache, ids in caches:
             for key, value in cache.items():
                 v = value[0] if isinstance(value, tuple) else value
-                if isinstance(v, Var) and v.id in removed:
-                    if ids(key) & ins:
+                if isinstance(v, Var) and v.id in dead:
+                    used = ids(key)
+                    if used & live and not used & dead:
                         return False
                     stale.append((cache, key))
         for cache, key in stale:

@@ -43,6 +43,11 @@ VECTOR_STATE = """
              (if (> (ref p 0) 0) (* 0.99 p) (+ p 0.01))
              (* m 0.999))))
 """
+# variables that swap, and one that passes through unchanged
+SWAP = """
+(loop ((i 0) (x x0) (y y0) (a c))
+  (if (< i {n}) (recur (+ i 1) y (+ x (* 0.1 y a)) a) (- x y)))
+"""
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Callable[[torch.dtype], torch.Tensor]]]] = [
     (OSC, {"n": 100}, {"x0": lambda d: torch.tensor([1.0, -0.5], dtype=d, requires_grad=True),
@@ -51,6 +56,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Callable[[torch.dtype], torch.T
                                     "y0": lambda d: torch.tensor([1.0, 2.0, 0.5], dtype=d, requires_grad=True)}),
     (TABLE_AND_DOWN, {"m": 300}, {"a": lambda d: torch.tensor(0.4, dtype=d, requires_grad=True),
                                    "b": lambda d: torch.tensor(0.01, dtype=d, requires_grad=True)}),
+    (SWAP, {"n": 40}, {"x0": lambda d: torch.tensor(1.0, dtype=d, requires_grad=True),
+                       "y0": lambda d: torch.tensor(0.5, dtype=d, requires_grad=True),
+                       "c": lambda d: torch.tensor([0.9, 1.1], dtype=d, requires_grad=True)}),
     (VECTOR_STATE, {"n": 100}, {"p0": lambda d: torch.tensor([0.3, -0.7], dtype=d, requires_grad=True)}),
 ]
 
