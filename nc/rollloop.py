@@ -140,7 +140,8 @@ class Roller:
             return True
         a, v = first.value, atom.value
         # float(a + s*k) never makes -0.0: a counter that passes through it is not rolled
-        whole = all(x == x and abs(x) < EXACT and x == int(x) and math.copysign(1.0, x) > 0 for x in (a, v))
+        whole = all(x == x and abs(x) < EXACT and x == int(x) and not (x == 0 and math.copysign(1.0, x) < 0)
+                    for x in (a, v))
         if not whole:
             return False
         step = v - a if slot.step is None else slot.step
@@ -152,7 +153,6 @@ class Roller:
             return x.dtype == y.dtype and torch.equal(x, y) and (
                 not x.is_floating_point() or torch.equal(torch.signbit(x), torch.signbit(y)))
         return isinstance(a, Lit) and isinstance(b, Lit) and same_lit(a.value, b.value)
-
 
     def finish(self, mark: int, ins: tuple[Var, ...], recorded: list[Eqn], nxt: Sequence[Value] | None,
                value: Value | None = None) -> None:

@@ -48,6 +48,11 @@ SWAP = """
 (loop ((i 0) (x x0) (y y0) (a c))
   (if (< i {n}) (recur (+ i 1) y (+ x (* 0.1 y a)) a) (- x y)))
 """
+# a counter through zero and below; (* -1 j) makes -0.0 at j = 0, which float(a + s*k) cannot
+NEGATIVE = """
+(loop ((j {n}) (x x0))
+  (if (< j (- {n})) x (recur (- j 1) (+ x (* x j 0.001) (* (* -1 j) x 0.0001)))))
+"""
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Callable[[torch.dtype], torch.Tensor]]]] = [
     (OSC, {"n": 100}, {"x0": lambda d: torch.tensor([1.0, -0.5], dtype=d, requires_grad=True),
@@ -59,6 +64,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Callable[[torch.dtype], torch.T
     (SWAP, {"n": 40}, {"x0": lambda d: torch.tensor(1.0, dtype=d, requires_grad=True),
                        "y0": lambda d: torch.tensor(0.5, dtype=d, requires_grad=True),
                        "c": lambda d: torch.tensor([0.9, 1.1], dtype=d, requires_grad=True)}),
+    (NEGATIVE, {"n": 30}, {"x0": lambda d: torch.tensor([1.0, 0.5], dtype=d, requires_grad=True)}),
     (VECTOR_STATE, {"n": 100}, {"p0": lambda d: torch.tensor([0.3, -0.7], dtype=d, requires_grad=True)}),
 ]
 
