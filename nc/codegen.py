@@ -18,7 +18,7 @@ import torch
 
 from . import runtime
 from .domains import DomainSites
-from .equations import Atom, ConstRef, Eqn, Lit, Var, live_equations, region_uses
+from .equations import Atom, ConstRef, Eqn, Lit, Region, Var, live_equations, region_uses
 from .errors import Span
 from .primitives import format_code
 
@@ -154,6 +154,9 @@ class CodeWriter:
         that appends each state to a list, stacked as the unrolled code stacks them."""
         region = e.region
         assert region is not None
+        if "trips" in e.params:
+            self.rolled_loop(e, region, depth)
+            return
         self.bodies += 1
         n = self.bodies
         k, y = (f"v{v.id}" for v in region.inputs)
@@ -168,6 +171,25 @@ class CodeWriter:
         self.emit(depth, f"for k{n} in range({p['start']}, {p['start'] + p['steps']}):  # {p['steps']} steps")
         self.emit(depth + 1, f"states{n}.append(body{n}(float(k{n}), states{n}[-1]))")
         self.emit(depth, f"v{e.out.id} = _rt.stack_axis({p['axis']}, *states{n})", e.span)
+
+    def rolled_loop(self, e: Eqn, region: Region, depth: int) -> None:
+        """A rolled constant-trip loop (`nc.rollloop`): one iteration as a local function, then a
+        ``for`` loop over the trips; counters are ``float(a + s*k)``, varying constants rows ``c[k]``."""
+        self.bodies += 1
+        n = self.bodies
+        params = ", ".join(f"v{v.id}" for v in region.inputs)
+        self.emit(depth, f"def body{n}({params}):")
+        outputs = {a.id for a in region.outputs if isinstance(a, Var)}
+        self.equations(live_equations(region.eqns, set(outputs)), depth + 1, keep=outputs)
+        self.emit(depth + 1, f"return ({''.join(self.atom(a) + ', ' for a in region.outputs)})")
+        p = e.params
+        nstate = p["state"]
+        init = [self.atom(a) for a in e.args]
+        slots = [f"float({a} + {s} * k{n})" for a, s in p["lits"]] + [f"{c}[k{n}]" for c in init[nstate:]]
+        self.emit(depth, f"state{n} = ({''.join(a + ', ' for a in init[:nstate])})")
+        self.emit(depth, f"for k{n} in range({p['trips']}):  # {p['trips']} trips")
+        self.emit(depth + 1, f"state{n} = body{n}({''.join(a + ', ' for a in slots)}*state{n})")
+        self.emit(depth, f"v{e.out.id} = state{n}", e.span)
 
     def result(self, program: Recording, needed: set[int]) -> tuple[str, tuple[Span, ...]]:
         """The expression of the program's output and the spans it computes (``needed``: the

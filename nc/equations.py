@@ -117,6 +117,35 @@ def live_equations(eqns: list[Eqn], needed: set[int]) -> list[Eqn]:
     return keep
 
 
+def compact_constants(eqns: list[Eqn], output: Atom, constants: list[Any]) -> tuple[list[Eqn], Atom, list[Any]]:
+    """Only the constants that ``eqns`` (loop bodies included) and ``output`` read, renumbered in
+    order. Equations dropped after tracing (iterations of a loop that was rolled, see
+    `nc.rollloop`; dead code) leave theirs behind, and the lowered code makes every constant."""
+    used: set[int] = {output.index} if isinstance(output, ConstRef) else set()
+    stack = list(eqns)
+    while stack:
+        e = stack.pop()
+        used.update(a.index for a in e.args if isinstance(a, ConstRef))
+        if e.region is not None:
+            used.update(a.index for a in e.region.outputs if isinstance(a, ConstRef))
+            stack.extend(e.region.eqns)
+    if len(used) == len(constants):
+        return eqns, output, constants
+    new = {old: i for i, old in enumerate(sorted(used))}
+
+    def atom(a: Atom) -> Atom:
+        return ConstRef(new[a.index], a.pshape, a.mask) if isinstance(a, ConstRef) else a
+
+    def rewrite(eqns: list[Eqn]) -> list[Eqn]:
+        out = []
+        for e in eqns:
+            r = e.region
+            region = None if r is None else Region(r.inputs, rewrite(r.eqns), tuple(atom(a) for a in r.outputs))
+            out.append(Eqn(e.prim, e.code, tuple(atom(a) for a in e.args), e.out, e.params, e.span, region))
+        return out
+    return rewrite(eqns), atom(output), [constants[i] for i in sorted(used)]
+
+
 def region_uses(region: Region) -> set[int]:
     needed = {a.id for a in region.outputs if isinstance(a, Var)}
     inner = live_equations(region.eqns, needed)

@@ -89,6 +89,14 @@ def run_masked_loop(e: Eqn, args: list[Any], interp: Interpreter) -> Any:
     ``%scan`` (a rolled integration) as `nc.scan.rollout`."""
     assert e.region is not None
     p = e.params
+    if e.prim == "%scan" and "trips" in p:  # a rolled constant-trip loop (nc.rollloop)
+        def body(*inputs: Any) -> tuple[Any, ...]:
+            for v, x in zip(e.region.inputs, inputs):  # type: ignore[union-attr]
+                interp.values[v.id] = x
+            interp.run(e.region.eqns)  # type: ignore[union-attr]
+            return tuple(interp.atom(a) for a in e.region.outputs)  # type: ignore[union-attr]
+        n = p["state"]
+        return scan.repeat(body, tuple(args[:n]), p["trips"], p["lits"], tuple(args[n:]))
     if e.prim == "%scan":
         region = e.region
 

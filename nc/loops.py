@@ -1,6 +1,7 @@
 """Tracing `loop`/`recur` and tail-recursive functions.
 
-A loop is first unrolled while its exit is decided at trace time (constant counters). As soon
+A loop is first unrolled while its exit is decided at trace time (constant counters); a long run
+of identical iterations of such a loop becomes one rolled ``%scan`` equation (`nc.rollloop`). As soon
 as an exit test depends on the inputs, the rest of the loop becomes one ``%loop`` equation
 whose region is the body traced once with symbolic state: `nc.runtime.masked_loop` runs it
 element by element for at most ``max_iter`` steps.
@@ -18,6 +19,7 @@ from .errors import LimitError, NCTypeError, ShapeError, Span
 from .exprs import bind_let
 from .primitives import code_of
 from .program import Region, Var, live_equations
+from .rollloop import Roller
 from .tracer import Tracer
 from .values import Env, SizeDependent, TailResult, Value, pshape_of
 
@@ -38,17 +40,27 @@ class FillShape(Exception):
 
 def trace_loop(tr: Tracer, key: str, bindings: Sequence[ir.Binding], inits: list[Value], body: ir.Expr,
                env: Env, span: Span | None, *, fills: frozenset[int] = frozenset()) -> Value:
-    """Unroll while the exit is decided by constants; then the rest is one masked loop."""
+    """Unroll while the exit is decided by constants (rolling long runs of identical iterations,
+    see `nc.rollloop`); then the rest is one masked loop."""
     state = list(inits)
+    # At the top level, a long run of identical iterations is rolled into one loop (nc.rollloop).
+    roller = Roller(tr, span) if tr.build.ctx is tr.build.root else None
     for _ in range(tr.limits.unroll):
+        mark = len(tr.build.eqns)
         result = tail(tr, key, body, bind(env, bindings, state))
         if result.exits is True:
             assert result.value is not None
+            if roller is not None:
+                roller.iteration(mark, state, None, result.value)
             return result.value
         if result.exits is False:
             assert result.state is not None
+            if roller is not None:
+                roller.iteration(mark, state, result.state)
             state = result.state
             continue
+        if roller is not None:
+            roller.iteration(mark, state, None)
         # This iteration is traced again as the masked loop's body; what it recorded here is
         # dead and dead-code elimination drops it (deleting it now would strand memoised guards).
         return masked_loop(tr, key, bindings, state, body, env, span, fills)

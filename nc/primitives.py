@@ -404,7 +404,11 @@ row(name="%loop", arity=(0, None), code="", **_INTERNAL,
     doc="a masked loop: its body is a region of equations, lowered to _rt.masked_loop")
 row(name="%scan", arity=(1, None), code="", **_INTERNAL,
     doc="a rolled integration: its region is one step (k, state) -> state, run `steps` times; "
-        "the value stacks the states before the loop and every new one")
+        "the value stacks the states before the loop and every new one. In loop mode (`trips`, "
+        "a rolled constant-trip loop) the region is one iteration, run `trips` times; the value "
+        "is the final state, a tuple read with %item")
+row(name="%item", arity=(1, 1), code="{0}[{index}]", **_INTERNAL,
+    doc="one loop variable of a rolled loop's final state (a %scan in loop mode)")
 row(name="learned:", arity=(1, None), code=_learned_code, **_INTERNAL,
     doc="a call of a learned component (X<index> in generated code); recorded as learned:<name>")
 

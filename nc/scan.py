@@ -30,3 +30,13 @@ def rollout(step: Callable[[float, torch.Tensor], torch.Tensor], prefix: tuple[t
         y = step(float(k), y)
         states.append(y)
     return torch.stack(torch.broadcast_tensors(*states), dim=axis)
+
+
+def repeat(body: Callable[..., tuple[torch.Tensor, ...]], state: tuple[torch.Tensor, ...], trips: int,
+           lits: tuple[tuple[int, int], ...], stacked: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A rolled constant-trip loop (``%scan`` in loop mode, see `nc.rollloop`), as the generated
+    code runs it: trip ``k`` calls ``body`` with each counting literal ``float(a + s*k)``, row
+    ``k`` of each stacked constant, and the state; the value is the final state."""
+    for k in range(trips):
+        state = body(*(float(a + s * k) for a, s in lits), *(c[k] for c in stacked), *state)
+    return state

@@ -22,6 +22,7 @@ from . import shapes as sh
 from .branches import BranchState
 from .builder import Budget, Builder, Limits
 from .callstack import CallStack
+from .equations import compact_constants
 from .errors import LimitError, NCTypeError, ShapeError, Span
 from .options import CompileOptions
 from .primitives import TABLE, Primitive, evaluator, format_code
@@ -79,9 +80,10 @@ class Tracer:
             self.expr(ir.Global(name=name, span=self.constants_ir[name].span), Env())
         output = self.build.atom(self.expr(self.ir.result, Env()))
         needed = {output.id} if isinstance(output, Var) else set()
-        eqns = live_equations(self.build.top_eqns, needed)
+        eqns, output, constants = compact_constants(live_equations(self.build.top_eqns, needed), output,
+                                                    self.build.constants)
         return Recording(inputs=tuple(inputs.values()), input_names=tuple(inputs), eqns=eqns,
-                       output=output, constants=self.build.constants, dtype=self.dtype, device=self.device,
+                       output=output, constants=constants, dtype=self.dtype, device=self.device,
                        domain_sites=self.domain_sites, externals=[self.modules[n] for n in self.modules_used])
 
     def expr(self, node: ir.Expr, env: Env) -> Value:

@@ -158,3 +158,18 @@ def test_check_domain_inside_a_rolled_step_reports_the_span() -> None:
     with pytest.raises(nc.NCError) as info:
         fn(y0=torch.tensor(2.0, dtype=torch.float64))  # the state falls below 0: log leaves its domain
     assert "log" in str(info.value) and "1:" in str(info.value)
+
+
+def test_the_first_call_does_not_trace_or_lower_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compile_fn traces and lowers the program every call runs: its time is the compile time.
+    import nc.compiled
+    import nc.tracer
+
+    calls: list[str] = []
+    run, lower = nc.tracer.Tracer.run, nc.compiled.lower
+    monkeypatch.setattr(nc.tracer.Tracer, "run", lambda self, *a, **k: calls.append("trace") or run(self, *a, **k))
+    monkeypatch.setattr(nc.compiled, "lower", lambda *a, **k: calls.append("lower") or lower(*a, **k))
+    fn = nc.compile_fn(LV.format(n=30))
+    assert calls == ["trace", "lower"]
+    fn(*(torch.tensor(v, dtype=torch.float64) for v in (1.1, 0.4, 0.3, 0.5)))
+    assert calls == ["trace", "lower"]

@@ -144,6 +144,7 @@ def _programs() -> list[list[Eqn]]:
         ("(if (> u 0) (* x u) 0)", {"x": x, "u": u}, {"shapes": {"u": (2,)}}),  # a vector mask, a scalar x
         ("(euler (lambda (t y) (* t y)) x 0.1 2)", {"x": x}, {}),
         ("(rk4 (lambda (t y) (* -0.5 y)) x 0.1 20)", {"x": x}, {}),  # over 16 steps: one %scan step
+        ("(loop ((i 0) (y x)) (if (< i 20) (recur (+ i 1) (* 0.9 y)) y))", {"x": x}, {}),  # rolled: %item
         ("(+ (* x (ref (drag u) 0)) 1)", {"x": x, "u": u}, {"modules": {"drag": net}, "shapes": {"u": (2,)}}),
         ("(+ (ref u i) (vsum (roll u i)))", {"u": u, "i": x.abs().round()}, {"shapes": {"u": (2,)}}),
         ("(define (f n) (if (< n 1) 0 (+ 1 (f (- n 1))))) (f x)", {"x": x}, {}),
