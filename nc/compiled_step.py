@@ -145,25 +145,25 @@ def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Ten
 
 def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
     """``(theta, ys0, S0, target, *fixed) -> (mse, gradient)``: the loop of `plan`'s step and its
-    sensitivities, the squared residuals and their gradient summed as it goes (no history kept)."""
+    sensitivities, the squared residuals and their products with the sensitivities summed
+    elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
+    own each step) and reduced once at the end."""
     npre, steps, start, axis = plan.n_prefix, plan.steps, plan.start, plan.axis
 
     def loop(theta: Tensor, ys0: Tensor, s0: Tensor, target: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
         data = target.movedim(axis, 0)
         n, p = target.numel(), theta.shape[0]
         r0 = ys0 - data[:npre]
-        loss0 = (r0 * r0).sum()
-        grad0 = (r0.unsqueeze(1) * s0).reshape(npre, p, -1).sum((0, 2)) * 2
 
-        def cond(i: Tensor, y: Tensor, s: Tensor, loss: Tensor, grad: Tensor) -> Tensor:
+        def cond(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> Tensor:
             return i < steps
 
-        def body(i: Tensor, y: Tensor, s: Tensor, loss: Tensor,
-                 grad: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        def body(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
             y2, s2 = graph((i + start).to(torch.float64), y, s, theta, *fixed)
             r = y2 - torch.index_select(data, 0, (i + npre).reshape(1))[0]
-            return i + 1, y2, s2, loss + (r * r).sum(), grad + (r * s2).reshape(p, -1).sum(1) * 2
-        init = (torch.zeros((), dtype=torch.int64, device=theta.device), ys0[-1], s0[-1], loss0, grad0)
+            return i + 1, y2, s2, sq + r * r, rs + r * s2
+        init = (torch.zeros((), dtype=torch.int64, device=theta.device), ys0[-1], s0[-1], (r0 * r0).sum(0),
+                (r0.unsqueeze(1) * s0).sum(0))
         out = while_loop(cond, body, init)
-        return out[3] / n, out[4] / n
+        return out[3].sum() / n, out[4].reshape(p, -1).sum(1) * (2 / n)
     return loop
