@@ -5,8 +5,8 @@ constants are a few scalars, the training step (rollout, mean squared error agai
 gradient w.r.t. the constants) is one forward loop: the state and its sensitivities
 (`nc.sensitivities`) advance together, and the loss and gradient are summed as the loop goes, so
 nothing is taped and no history is kept. The loop is a ``torch._higher_order_ops.while_loop``,
-so PyTorch's compiler (inductor, with its C++ wrapper: the loop itself runs in C++) sees the step
-once, whatever the step count. Gradients equal autograd's through the eager rollout to rounding.
+so PyTorch's compiler (inductor) sees the step once, whatever the step count, and fuses each
+step with its sensitivities and sums into one kernel. Gradients equal autograd's through the eager rollout to rounding.
 
     >>> step = nc.compiled_step(model)            # compiled per input shapes, on first call
     >>> loss = step(s0, target=data)              # sets p.grad, as loss.backward() would
@@ -52,8 +52,8 @@ def compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> Com
     """The compiled MSE training step of ``model`` (an `nc.NcModule` whose output is a rolled
     integration and whose trainable constants are at most 16 scalars).
 
-    ``compiler="inductor"`` compiles with ``torch.compile`` (inductor, C++ wrapper), about 20-30
-    s on first call per shape signature on a CPU; ``compiler=None`` runs the same
+    ``compiler="inductor"`` compiles with ``torch.compile`` (inductor; the loop in its Python
+    wrapper), 11-40 s on first call per shape signature on a loaded 2-core CPU; ``compiler=None`` runs the same
     sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
     """
     if not isinstance(model, NcModule):
