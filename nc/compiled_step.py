@@ -19,7 +19,9 @@ the reason, which `fit` reports before falling back to the eager path.
 
 from __future__ import annotations
 
+import itertools
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,8 +132,19 @@ class CompiledStep:
         loop = rollout_loss(graph, plan)
         if self.compiler is None:
             return plan, loop, shape
-        compiled = torch.compile(loop, fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
+        compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
         return plan, compiled, shape
+
+
+def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a code object of its own: dynamo keys its cache (and its recompile limit of 8)
+    by code object, and every build makes a new closure of the same code, so without this the
+    ninth model compiled in a process would silently run eagerly."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_BUILDS)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+_BUILDS = itertools.count()
 
 
 def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Tensor]) -> tuple[Tensor, Tensor]:

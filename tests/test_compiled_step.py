@@ -198,3 +198,17 @@ def test_cuda_step_equals_autograd() -> None:
     loss, grads = step.loss_and_grad(s0, target=data)
     assert loss.device.type == "cuda" and all(g.device.type == "cuda" for g in grads)
     assert_equal_gradients(step, model, s0, data)
+
+
+def test_each_build_gets_its_own_code_object() -> None:
+    # dynamo's cache and recompile limit are per code object: every build must have its own
+    from nc.compiled_step import fresh_code
+
+    def outer(c: float) -> object:
+        def f(x: float) -> float:
+            return x + c
+        return f
+    f1, f2 = outer(1.0), outer(2.0)
+    g1, g2 = fresh_code(f1), fresh_code(f2)  # type: ignore[arg-type]
+    assert g1.__code__ is not f1.__code__ and g1.__code__ is not g2.__code__
+    assert (g1(1.0), g2(1.0)) == (2.0, 3.0)
