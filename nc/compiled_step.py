@@ -38,7 +38,9 @@ __all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
 
 COMPILERS = ("inductor", None)
 CPP_WRAPPER = False
-"""inductor's C++ wrapper (the loop in C++): faster per step, but it crashed (segfault) on torch 2.13 CPU."""
+"""inductor's C++ wrapper (the loop in C++). Measured no faster than the Python wrapper here (2.3 ms
+a step either way at batch 1, once the loop's inputs are no views), and on torch 2.13 it crashed
+(segfault: a use-after-free of a view of an input read inside the loop), so it stays off."""
 
 
 class NotCompilable(CallError):
@@ -102,7 +104,8 @@ class CompiledStep:
         if hit is None:
             hit = self.cache[key] = self.build(ordered, theta_pos, theta, fixed, target)
         plan, fn, shape = hit
-        loss, grad = fn(theta, *prefix(plan, shape, theta, fixed), target.detach(), *fixed)
+        data = target.detach().movedim(plan.axis, 0).contiguous()  # outside: see rollout_loss
+        loss, grad = fn(theta, *prefix(plan, shape, theta, fixed), data, *fixed)
         if len(self.compile_seconds) < len(self.cache):
             self.compile_seconds.append(time.perf_counter() - start)
         return loss, tuple(g.reshape(p.shape) for g, (_, p) in zip(grad, named))
@@ -157,15 +160,16 @@ def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Ten
 
 
 def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``(theta, ys0, S0, target, *fixed) -> (mse, gradient)``: the loop of `plan`'s step and its
+    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)``, ``data`` the target with the step
+    axis first (moved by the caller: a view of an input read in the loop crashed inductor's C++
+    wrapper, see `CPP_WRAPPER`): the loop of `plan`'s step and its
     sensitivities, the squared residuals and their products with the sensitivities summed
     elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
     own each step) and reduced once at the end."""
-    npre, steps, start, axis = plan.n_prefix, plan.steps, plan.start, plan.axis
+    npre, steps, start = plan.n_prefix, plan.steps, plan.start
 
-    def loop(theta: Tensor, ys0: Tensor, s0: Tensor, target: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
-        data = target.movedim(axis, 0)
-        n, p = target.numel(), theta.shape[0]
+    def loop(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
+        n, p = data.numel(), theta.shape[0]
         r0 = ys0 - data[:npre]
 
         def cond(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> Tensor:
