@@ -57,8 +57,8 @@ def compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> Com
     integration and whose trainable constants are at most 16 scalars).
 
     ``compiler="inductor"`` compiles with ``torch.compile`` (inductor; the loop in its Python
-    wrapper), 11-40 s on first call per shape signature on a loaded 2-core CPU; ``compiler=None`` runs the same
-    sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
+    wrapper), 7-23 s on first call per shape signature on a loaded 2-core CPU;
+    ``compiler=None`` runs the same sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
     """
     if not isinstance(model, NcModule):
         raise NotCompilable(f"the model is a {type(model).__name__}, not a module compiled by nc")

@@ -132,7 +132,7 @@ def fit(
         compile: ``True`` trains with the compiled step (`nc.compiled_step`: the rollout of an
             nc model whose output is a rolled ``rk4``/``euler``, MSE, gradient by forward
             sensitivities w.r.t. at most 16 scalar constants, one ``torch.compile``'d loop;
-            equal gradients, 11-40 s to compile on a CPU); a model or call it does not
+            equal gradients, 7-23 s to compile on a CPU); a model or call it does not
             handle (learned components, mini-batches, another loss) gets a `FitWarning` and the
             eager path. ``"auto"``: the compiled step where it applies, quietly. Default False.
 
