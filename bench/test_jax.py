@@ -2,8 +2,10 @@
 
 The training step: ``rk4`` 100 steps (dt 0.1), MSE against data, gradient w.r.t. the 4
 constants, at batch 1 and 256, float64 and float32; nc eager (the rolled ``%scan`` loop),
-hand-written torch (`bench.programs.HandLV`) and ``jax.jit`` of ``jax.grad`` through
-``lax.scan``, timed in the same interleaved rounds. Skipped without JAX (``pip install
+hand-written torch (`bench.programs.HandLV`), nc's compiled step (`nc.compiled_step`: forward
+sensitivities in one ``while_loop`` under ``torch.compile``) and ``jax.jit`` of ``jax.grad``
+through ``lax.scan``, timed in the same interleaved rounds; then the damped pendulum (``rk4``
+200 steps, 2 constants) the same way. Skipped without JAX (``pip install
 "nc[peers]"`` brings the CPU build). ``python -m bench.test_jax`` prints the table.
 """
 
@@ -28,10 +30,22 @@ jnp = jax.numpy
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def jax_loss(steps: int, dt: float) -> Callable[..., Any]:
-    def rhs(p: Any, s: Any) -> Any:
-        x, q = s[..., 0], s[..., 1]
-        return jnp.stack([p[0] * x - p[1] * x * q, p[2] * x * q - p[3] * q], -1)
+PEND_SOURCE = ("(define (pendulum t s) (vec (ref s 1) (+ (* neg_g_over_L (sin (ref s 0))) (* neg_b (ref s 1))))) "
+               "(rk4 pendulum s0 0.05 200)")
+PEND_TRUE = {"neg_g_over_L": -9.81, "neg_b": -0.3}
+PEND_INIT = {"neg_g_over_L": -9.0, "neg_b": -0.5}
+
+
+def lv_rhs(p: Any, s: Any) -> Any:
+    x, q = s[..., 0], s[..., 1]
+    return jnp.stack([p[0] * x - p[1] * x * q, p[2] * x * q - p[3] * q], -1)
+
+
+def pendulum_rhs(p: Any, s: Any) -> Any:
+    return jnp.stack([s[..., 1], p[0] * jnp.sin(s[..., 0]) + p[1] * s[..., 1]], -1)
+
+
+def jax_loss(steps: int, dt: float, rhs: Callable[[Any, Any], Any] = lv_rhs) -> Callable[..., Any]:
 
     def loss(p: Any, s0: Any, data: Any) -> Any:
         def step(y: Any, _: Any) -> tuple[Any, Any]:
@@ -47,21 +61,28 @@ def jax_loss(steps: int, dt: float) -> Callable[..., Any]:
     return loss
 
 
-def variants(batch: int, dtype: torch.dtype) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
-    """The three training steps (checked to agree) and their first-call (compile) times."""
+def variants(batch: int, dtype: torch.dtype, problem: str = "lv") -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
+    """The training steps (checked to agree) and their first-call (compile) times."""
     gen = torch.Generator().manual_seed(0)
-    s0 = torch.tensor([4.0, 1.0], dtype=torch.float64)
+    lv = problem == "lv"
+    s0 = torch.tensor([4.0, 1.0] if lv else [1.0, 0.0], dtype=torch.float64)
     if batch > 1:
         s0 = s0 + torch.rand(batch, 2, generator=gen, dtype=torch.float64)
+    source, init = (P.LV_SOURCE, P.LV_INIT) if lv else (PEND_SOURCE, PEND_INIT)
     with torch.no_grad():
-        data = P.HandLV(P.LV_PARAMS).double()(s0)
+        data = (P.HandLV(P.LV_PARAMS).double()(s0) if lv
+                else nc.compile(PEND_SOURCE, params=PEND_TRUE, dtype=torch.float64)(s0))
     s0, data = s0.to(dtype), data.to(dtype)
     first: dict[str, float] = {}
     start = time.perf_counter()
-    model = nc.compile(P.LV_SOURCE, params=P.LV_INIT).to(dtype)
+    model = nc.compile(source, params=init).to(dtype)
     model(s0)
     first["nc"] = time.perf_counter() - start
-    hand = P.HandLV(P.LV_INIT).to(dtype)
+    hand = P.HandLV(P.LV_INIT).to(dtype) if lv else model
+    start = time.perf_counter()
+    compiled = nc.compiled_step(model)
+    compiled.loss_and_grad(s0, target=data)
+    first["compiled"] = time.perf_counter() - start
 
     def torch_step(m: torch.nn.Module) -> Callable[[], Any]:
         ps = list(m.parameters())
@@ -72,18 +93,24 @@ def variants(batch: int, dtype: torch.dtype) -> tuple[dict[str, Callable[[], Any
         return step
 
     jdt = jnp.float64 if dtype == torch.float64 else jnp.float32
-    grad = jax.jit(jax.value_and_grad(jax_loss(100, 0.1)))
-    p0 = jnp.asarray([P.LV_INIT[k] for k in ("alpha", "beta", "delta", "gamma")], dtype=jdt)
+    grad = jax.jit(jax.value_and_grad(jax_loss(100, 0.1) if lv else jax_loss(200, 0.05, pendulum_rhs)))
+    p0 = jnp.asarray([init[k] for k in (("alpha", "beta", "delta", "gamma") if lv else ("neg_g_over_L", "neg_b"))],
+                     dtype=jdt)
     js0, jdata = jnp.asarray(s0.numpy()), jnp.asarray(data.numpy())
     start = time.perf_counter()
     jax.block_until_ready(grad(p0, js0, jdata))
     first["jax"] = time.perf_counter() - start
     out = {"nc": torch_step(model), "hand": torch_step(hand),
+           "compiled": lambda: compiled.loss_and_grad(s0, target=data),
            "jax": lambda: jax.block_until_ready(grad(p0, js0, jdata))}
+    if not lv:
+        del out["hand"]  # no hand-written pendulum; nc eager equals hand-written torch (the LV rows)
     g_nc = torch.stack(list(out["nc"]())).double()
+    g_compiled = torch.stack(list(compiled.loss_and_grad(s0, target=data)[1])).double()
     g_jax = torch.tensor(jax.device_get(out["jax"]()[1]).tolist(), dtype=torch.float64)
     tol = 1e-9 if dtype == torch.float64 else 1e-3
     torch.testing.assert_close(g_nc, g_jax, rtol=tol, atol=tol)
+    torch.testing.assert_close(g_compiled, g_nc, rtol=1e-10 if dtype == torch.float64 else 1e-3, atol=0.0)
     return out, first
 
 
@@ -104,22 +131,30 @@ def rollout_variants(dtype: torch.dtype) -> dict[str, Callable[[], Any]]:
     return {"nc": nc_run, "jax": lambda: jax.block_until_ready(loss(p, js0, jdata))}
 
 
+def train_row(label: str, batch: int, dtype: torch.dtype, problem: str, rounds: int,
+              timing: dict[str, Any]) -> list[str]:
+    steps, first = variants(batch, dtype, problem)
+    res = measure(steps, rounds=rounds, **timing)
+    return [label, report.fmt_time(res.median("nc")), report.fmt_time(res.median("hand")) if "hand" in steps else "",
+            report.fmt_time(res.median("compiled")), report.fmt_time(res.median("jax")),
+            report.fmt_ratio(res.ratio("nc", "jax")), report.fmt_ratio(res.ratio("compiled", "jax")),
+            f"{first['nc']:.2f} / {first['compiled']:.1f} / {first['jax']:.2f} s"]
+
+
 def rows(rounds: int, timing: dict[str, Any]) -> list[list[str]]:
     out = []
     for dname, dtype in DTYPES.items():
         for batch in (1, 256):
-            steps, first = variants(batch, dtype)
-            res = measure(steps, rounds=rounds, **timing)
-            out.append([f"train B{batch} {dname}", report.fmt_time(res.median("nc")), report.fmt_time(res.median("hand")),
-                        report.fmt_time(res.median("jax")), report.fmt_ratio(res.ratio("nc", "jax")),
-                        f"nc {first['nc'] * 1e3:.0f} ms / jax {first['jax'] * 1e3:.0f} ms"])
+            out.append(train_row(f"train LV B{batch} {dname}", batch, dtype, "lv", rounds, timing))
         res = measure(rollout_variants(dtype), rounds=rounds, **timing)
-        out.append([f"rollout 1000 {dname}", report.fmt_time(res.median("nc")), "", report.fmt_time(res.median("jax")),
-                    report.fmt_ratio(res.ratio("nc", "jax")), ""])
+        out.append([f"rollout 1000 {dname}", report.fmt_time(res.median("nc")), "", "", report.fmt_time(res.median("jax")),
+                    report.fmt_ratio(res.ratio("nc", "jax")), "", ""])
+    out.append(train_row("train pendulum B1 float64", 1, torch.float64, "pendulum", rounds, timing))
     return out
 
 
-COLUMNS = ["work", "nc eager", "hand torch", "jax.jit", "nc / jax", "first call"]
+COLUMNS = ["work", "nc eager", "hand torch", "nc compiled", "jax.jit", "eager / jax", "compiled / jax",
+           "first call nc / compiled / jax"]
 
 
 @pytest.mark.slow

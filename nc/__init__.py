@@ -9,6 +9,7 @@ See README.md and docs/ for the language and the API.
 from __future__ import annotations
 
 from .api import CompiledFunction, compile, compile_fn, make_program
+from .compiled_step import CompiledStep, compiled_step
 from .discover import Discovery, discover
 from .errors import (
     ArityError,
@@ -41,6 +42,7 @@ __all__ = [
     "ArityError",
     "CallError",
     "CompiledFunction",
+    "CompiledStep",
     "Discovery",
     "DomainError",
     "LimitError",
@@ -57,6 +59,7 @@ __all__ = [
     "FitResult",
     "ShootingLoss",
     "compile",
+    "compiled_step",
     "discover",
     "fit",
     "FitWarning",

@@ -41,6 +41,7 @@ from nc.fit_checks import (
     check_number,
     check_seed,
 )
+from nc.fit_compile import compiled_objective
 from nc.fit_data import Inputs, LossFn, generator, loss_function, prepare, trainable_parameters
 from nc.fit_loop import Best, RunResult, load, run
 from nc.fit_optim import DEFAULT_EPOCHS, DEFAULT_LR, OPTIMIZERS, SCHEDULERS, FitOptions
@@ -77,6 +78,7 @@ def fit(
     starts: Sequence[StartValues] | None = None,
     grid: Mapping[str, Any] | None = None,
     uncertainty: bool = True,
+    compile: bool | str = False,
 ) -> FitResult:
     """Fit the trainable parameters of ``model`` so that ``model(inputs)`` matches ``target``.
 
@@ -127,6 +129,12 @@ def fit(
         uncertainty: compute standard errors and the covariance of the constants at the end
             (`nc.uncertainty`: Gauss-Newton, noise variance from the residuals; ``loss="mse"``
             with a target, or a model with a ``residuals()`` method such as `ShootingLoss`).
+        compile: ``True`` trains with the compiled step (`nc.compiled_step`: the rollout of an
+            nc model whose output is a rolled ``rk4``/``euler``, MSE, gradient by forward
+            sensitivities w.r.t. at most 16 scalar constants, one ``torch.compile``'d loop;
+            equal gradients, 7-23 s to compile on a CPU); a model or call it does not
+            handle (learned components, mini-batches, another loss) gets a `FitWarning` and the
+            eager path. ``"auto"``: the compiled step where it applies, quietly. Default False.
 
     A fit that ends unconverged (its epochs ran out) or in a visibly poor minimum (the RMS
     residual above a quarter of the target's standard deviation) issues a `FitWarning` with a
@@ -203,6 +211,7 @@ def fit(
         data = prepare(inputs, target, dtype, params[0].device, tensor_target=isinstance(loss, str))  # type: ignore[arg-type]
         if batch_size is not None:
             data.leading_size()
+    grad = compiled_objective(model, data, loss, compile, batch_size)
     loss_fn, gen = loss_function(loss), generator(seed)
     points = start_points(named, starts, grid)
     t0 = time.perf_counter()
@@ -220,7 +229,7 @@ def fit(
                     if data is None:
                         result = run_stream(model, params, source, loss_fn, opts, bar)
                     else:
-                        result = run(model, params, data, loss_fn, opts, gen, bar, best)
+                        result = run(model, params, data, loss_fn, opts, gen, bar, best, grad)
                 finally:
                     bar.close()
                 finals.append(result.loss)

@@ -10,7 +10,7 @@ the epochs after it. Why a run stopped is one of `STOP_REASONS`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import attrs
@@ -21,7 +21,10 @@ from nc.fit_data import FitData, LossFn, objective
 from nc.fit_optim import FitOptions, make_optimizer, make_scheduler
 from nc.progress import Progress
 
-__all__ = ["CONVERGED", "STOP_REASONS", "Best", "RunResult", "full_loss", "load", "run"]
+__all__ = ["CONVERGED", "STOP_REASONS", "Best", "GradFn", "RunResult", "full_loss", "load", "run"]
+
+#: a compiled full-batch objective (`nc.compiled_step`): returns the loss and sets the gradients
+GradFn = Callable[[], Tensor]
 
 #: why a run stopped: its epochs ran out; the loss fell below ``tol``; ``patience`` epochs without
 #: improvement; L-BFGS could make no further progress; the loss became NaN or infinite
@@ -74,20 +77,28 @@ def full_loss(model: nn.Module, data: FitData, loss: LossFn) -> float:
         return objective(model, data, loss).item()
 
 
+def _evaluate(model: nn.Module, data: FitData, loss: LossFn, grad: GradFn | None) -> tuple[Tensor, bool]:
+    """The full-batch objective, and whether its gradient is already in ``.grad`` (compiled)."""
+    if grad is not None:
+        return grad(), True
+    return objective(model, data, loss), False
+
+
 def _adam_epoch(model: nn.Module, opt: torch.optim.Optimizer, params: Sequence[Tensor], data: FitData,
                 loss: LossFn, opts: FitOptions, gen: torch.Generator, best: Best,
-                epoch: int) -> tuple[float, str | None]:
+                epoch: int, grad: GradFn | None = None) -> tuple[float, str | None]:
     """One epoch; returns (epoch loss, why to stop now or None)."""
     if opts.batch_size is None:
         opt.zero_grad(set_to_none=True)
-        value = objective(model, data, loss)
+        value, done = _evaluate(model, data, loss, grad)
         v = value.item()
         if not math.isfinite(v):
             return v, "non-finite loss"
         best.offer(v, params, epoch)  # v is the full loss at the parameters before this step
         if opts.tol is not None and v < opts.tol:
             return v, "tol"
-        value.backward()
+        if not done:
+            value.backward()
         if opts.clip is not None:
             nn.utils.clip_grad_norm_(params, opts.clip)
         opt.step()
@@ -113,13 +124,15 @@ def _adam_epoch(model: nn.Module, opt: torch.optim.Optimizer, params: Sequence[T
 
 
 def _lbfgs_epoch(model: nn.Module, opt: torch.optim.Optimizer, params: Sequence[Tensor], data: FitData,
-                 loss: LossFn, opts: FitOptions, best: Best, epoch: int) -> tuple[float, str | None]:
+                 loss: LossFn, opts: FitOptions, best: Best, epoch: int,
+                 grad: GradFn | None = None) -> tuple[float, str | None]:
     """One L-BFGS step (up to ``max_iter`` iterations); stops when L-BFGS stopped on its own tolerances."""
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
-        value = objective(model, data, loss)
-        value.backward()
+        value, done = _evaluate(model, data, loss, grad)
+        if not done:
+            value.backward()
         if torch.isnan(value):
             # A NaN trial point (outside a formula's domain) must read as infinitely bad: the
             # strong Wolfe line search then steps back instead of wandering on to NaN parameters.
@@ -142,9 +155,10 @@ def _lbfgs_epoch(model: nn.Module, opt: torch.optim.Optimizer, params: Sequence[
 
 
 def run(model: nn.Module, params: Sequence[Tensor], data: FitData, loss: LossFn, opts: FitOptions,
-        gen: torch.Generator, bar: Progress, best: Best) -> RunResult:
+        gen: torch.Generator, bar: Progress, best: Best, grad: GradFn | None = None) -> RunResult:
     """One run from the parameters' current values, ending on the best point seen (kept in
-    ``best``, which the caller owns so that it can restore it on KeyboardInterrupt)."""
+    ``best``, which the caller owns so that it can restore it on KeyboardInterrupt). ``grad``:
+    a compiled full-batch objective used instead of ``objective`` and ``backward``."""
     opt = make_optimizer(params, opts)
     sched = make_scheduler(opt, opts)
     if opts.batch_size is not None:
@@ -153,9 +167,9 @@ def run(model: nn.Module, params: Sequence[Tensor], data: FitData, loss: LossFn,
     lowest, stale, reason = math.inf, 0, "epochs"
     for epoch in range(opts.epochs):
         if opts.optimizer == "adam":
-            v, stop = _adam_epoch(model, opt, params, data, loss, opts, gen, best, epoch)
+            v, stop = _adam_epoch(model, opt, params, data, loss, opts, gen, best, epoch, grad)
         else:
-            v, stop = _lbfgs_epoch(model, opt, params, data, loss, opts, best, epoch)
+            v, stop = _lbfgs_epoch(model, opt, params, data, loss, opts, best, epoch, grad)
         if stop is None and opts.optimizer == "lbfgs" and history and history[-1] - v <= 1e-12 * abs(history[-1]):
             stop = "no progress"
         history.append(v)

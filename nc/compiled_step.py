@@ -1,0 +1,186 @@
+"""`compiled_step`: the MSE loss of a rolled integration and its gradient, compiled whole.
+
+For a model whose output is a rolled ``rk4``/``euler`` (`nc.scan`) and whose trainable
+constants are a few scalars, the training step (rollout, mean squared error against the data,
+gradient w.r.t. the constants) is one forward loop: the state and its sensitivities
+(`nc.sensitivities`) advance together, and the loss and gradient are summed as the loop goes, so
+nothing is taped and no history is kept. The loop is a ``torch._higher_order_ops.while_loop``,
+so PyTorch's compiler (inductor) sees the step once, whatever the step count, and fuses each
+step with its sensitivities and sums into one kernel. Gradients equal autograd's through the eager rollout to rounding.
+
+    >>> step = nc.compiled_step(model)            # compiled per input shapes, on first call
+    >>> loss = step(s0, target=data)              # sets p.grad, as loss.backward() would
+    >>> loss, grads = step.loss_and_grad(s0, target=data)   # or leaves .grad alone
+
+``nc.fit(..., compile=True)`` uses it. Anything else (learned components, many or non-scalar
+parameters, an output that is not the rolled states, static inputs) raises `NotCompilable` with
+the reason, which `fit` reports before falling back to the eager path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch._higher_order_ops.while_loop import while_loop
+
+from .binding import bind_arguments
+from .errors import CallError
+from .module import NcModule
+from .sensitivities import ScanPlan, plan_scan, step_graph
+
+__all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
+
+COMPILERS = ("inductor", None)
+CPP_WRAPPER = False
+"""inductor's C++ wrapper (the loop in C++). Measured no faster than the Python wrapper here (2.3 ms
+a step either way at batch 1, once the loop's inputs are no views), and on torch 2.13 it crashed
+(segfault: a use-after-free of a view of an input read inside the loop), so it stays off."""
+
+
+class NotCompilable(CallError):
+    """The model or the call does not have the form the compiled step handles; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no compiled training step: {reason}", None,
+                         hint="fit without compile= (the eager path handles every model)")
+        self.reason = reason
+
+
+def compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> CompiledStep:
+    """The compiled MSE training step of ``model`` (an `nc.NcModule` whose output is a rolled
+    integration and whose trainable constants are at most 16 scalars).
+
+    ``compiler="inductor"`` compiles with ``torch.compile`` (inductor; the loop in its Python
+    wrapper), 7-23 s on first call per shape signature on a loaded 2-core CPU;
+    ``compiler=None`` runs the same sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
+    """
+    if not isinstance(model, NcModule):
+        raise NotCompilable(f"the model is a {type(model).__name__}, not a module compiled by nc")
+    if compiler not in COMPILERS:
+        raise CallError(f"compiler must be one of {COMPILERS}, got {compiler!r}")
+    return CompiledStep(model, compiler)
+
+
+class CompiledStep:
+    """Callable: ``step(*inputs, target=data, **named_inputs) -> loss`` (a detached scalar),
+    adding the gradient to each trainable parameter's ``.grad``. ``loss_and_grad`` returns the
+    gradients instead. Built (traced, differentiated, compiled) once per signature of shapes
+    and dtypes; ``compile_seconds`` holds how long each build took."""
+
+    def __init__(self, model: nn.Module, compiler: str | None) -> None:
+        self.model, self.compiler = model, compiler
+        self.cache: dict[Any, tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]] = {}
+        self.compile_seconds: list[float] = []
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        m: Any = self.model
+        return [(n, m.params[n]) for n in m.param_names if m.params[n].requires_grad]
+
+    def loss_and_grad(self, *args: Any, target: Tensor, **kwargs: Any) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The mean squared error of ``model(*args, **kwargs)`` against ``target`` and its
+        gradient w.r.t. each trainable parameter (in ``named_parameters`` order)."""
+        m: Any = self.model
+        named = self.trainable()
+        values = bind_arguments(m._compiled, m.inputs, args, kwargs, extra=[p for _, p in m.params.items()],
+                                params=m.param_names)
+        if m._compiled.static:
+            raise NotCompilable("the program has static inputs (sizes or step counts given as ints)")
+        ordered = [values[i] for i in m._order]
+        names = list(m._compiled.names)
+        theta_pos = [names.index(n) for n, _ in named]
+        if not isinstance(target, Tensor):
+            raise NotCompilable("the target is not a tensor")
+        key = (tuple((tuple(v.shape), v.dtype, v.device) for v in ordered), tuple(target.shape), tuple(theta_pos))
+        hit = self.cache.get(key)
+        theta = torch.stack([p.detach().reshape(()) for _, p in named])
+        fixed = [v.detach() for i, v in enumerate(ordered) if i not in theta_pos]
+        start = time.perf_counter()
+        if hit is None:
+            hit = self.cache[key] = self.build(ordered, theta_pos, theta, fixed, target)
+        plan, fn, shape = hit
+        data = target.detach().movedim(plan.axis, 0).contiguous()  # outside: see rollout_loss
+        loss, grad = fn(theta, *prefix(plan, shape, theta, fixed), data, *fixed)
+        if len(self.compile_seconds) < len(self.cache):
+            self.compile_seconds.append(time.perf_counter() - start)
+        return loss, tuple(g.reshape(p.shape) for g, (_, p) in zip(grad, named))
+
+    def __call__(self, *args: Any, target: Tensor, **kwargs: Any) -> Tensor:
+        loss, grads = self.loss_and_grad(*args, target=target, **kwargs)
+        for (_, p), g in zip(self.trainable(), grads):
+            p.grad = g.clone() if p.grad is None else p.grad + g
+        return loss
+
+    def build(self, ordered: Sequence[Tensor], theta_pos: list[int], theta: Tensor, fixed: Sequence[Tensor],
+              target: Tensor) -> tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]:
+        """Plan, check the target's shape, trace the step's sensitivities and wrap the loop."""
+        m: Any = self.model
+        plan = plan_scan(m._compiled.program_for(ordered), theta_pos)
+        if isinstance(plan, str):
+            raise NotCompilable(plan)
+        states = plan.prefix(theta, fixed)
+        k0 = torch.tensor(float(plan.start), dtype=torch.float64)
+        shape = torch.broadcast_shapes(*(s.shape for s in states))
+        shape = torch.broadcast_shapes(shape, plan.step(k0, states[-1].expand(shape), theta, fixed).shape)
+        out_shape = list(shape)
+        out_shape.insert(len(shape) + 1 + plan.axis, plan.n_prefix + plan.steps)
+        if tuple(target.shape) != tuple(out_shape):
+            raise NotCompilable(f"the target's shape {tuple(target.shape)} is not the output's {tuple(out_shape)}")
+        graph = step_graph(plan, torch.zeros(shape, dtype=theta.dtype, device=theta.device), theta, fixed)
+        loop = rollout_loss(graph, plan)
+        if self.compiler is None:
+            return plan, loop, shape
+        compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
+        return plan, compiled, shape
+
+
+def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a code object of its own: dynamo keys its cache (and its recompile limit of 8)
+    by code object, and every build makes a new closure of the same code, so without this the
+    ninth model compiled in a process would silently run eagerly."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_BUILDS)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+_BUILDS = itertools.count()
+
+
+def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """The initial states stacked ``(n_prefix, *state)`` and their sensitivities ``(n_prefix, P, *state)``."""
+    ys = torch.stack([s.expand(shape) for s in plan.prefix(theta, fixed)])
+    if not plan.prefix_depends_on_theta():
+        return ys, ys.new_zeros((ys.shape[0], theta.shape[0], *shape))
+    jac = torch.func.jacfwd(lambda th: torch.stack([s.expand(shape) for s in plan.prefix(th, fixed)]))(theta)
+    return ys, jac.movedim(-1, 1).contiguous()
+
+
+def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
+    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)``, ``data`` the target with the step
+    axis first (moved by the caller: a view of an input read in the loop crashed inductor's C++
+    wrapper, see `CPP_WRAPPER`): the loop of `plan`'s step and its
+    sensitivities, the squared residuals and their products with the sensitivities summed
+    elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
+    own each step) and reduced once at the end."""
+    npre, steps, start = plan.n_prefix, plan.steps, plan.start
+
+    def loop(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
+        n, p = data.numel(), theta.shape[0]
+        r0 = ys0 - data[:npre]
+
+        def cond(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> Tensor:
+            return i < steps
+
+        def body(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+            y2, s2 = graph((i + start).to(torch.float64), y, s, theta, *fixed)
+            r = y2 - torch.index_select(data, 0, (i + npre).reshape(1))[0]
+            return i + 1, y2, s2, sq + r * r, rs + r * s2
+        init = (torch.zeros((), dtype=torch.int64, device=theta.device), ys0[-1], s0[-1], (r0 * r0).sum(0),
+                (r0.unsqueeze(1) * s0).sum(0))
+        out = while_loop(cond, body, init)
+        return out[3].sum() / n, out[4].reshape(p, -1).sum(1) * (2 / n)
+    return loop
