@@ -150,7 +150,7 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
             value = tr.expr(fn.body, inner)
             if pshape_of(value) != rshape:
                 raise ResultShape(pshape_of(value))
-            outputs = step_outputs(tr, replay, P, R, F, stack, sp, value, layout, span)
+            outputs = step_outputs(tr, replay, P, R, F, (stack, sp, active), value, layout, span)
             if count is not None:
                 outputs = (*outputs, limit_checks(tr, replay, outputs[0], count, span))
     finally:
@@ -165,7 +165,8 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
     init = [b.atom(s) if not isinstance(s, Var) else s for s in init]
     ranks = tuple(len(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), (), *counted))
     return tr.branches.record("%loop", code_of("%loop"), init, rshape, span, region=region,
-                              params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter})
+                              params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter,
+                                      "stack": (k + 2 * m, k + 2 * m + 1, depth)})
 
 
 def binary(tr: Tracer, name: str, a: Value, c: Value) -> Value:
@@ -192,10 +193,12 @@ def limit_checks(tr: Tracer, replay: Replay, exits: Var, count: Var, span: Span 
     return nxt if isinstance(nxt, Var) else tr.build.atom(nxt)  # type: ignore[return-value]
 
 
-def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], stack: Var, sp: Var,
+def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], frames: tuple[Var, Var, Var],
                  value: Value, layout: list[sh.Shape], span: Span | None) -> tuple:
-    """(exit mask, exit value, next state) of one step, from what the replayed body did."""
+    """(exit mask, exit value, next state) of one step, from what the replayed body did;
+    ``frames`` is (stack, stack pointer, the loop's active mask)."""
     br = tr.branches
+    stack, sp, active = frames
 
     def const(x: float) -> torch.Tensor:
         return torch.tensor(x, dtype=F64)
@@ -228,7 +231,7 @@ def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list
                              f"{sh.show(s)}", span)
     ranks = tuple(len(s) for s in layout)
     row = br.record("%pack", code_of("%pack"), frame, (sum(numel(s) for s in layout),), None, params={"ranks": ranks})
-    top = br.record("%peek", code_of("%peek"), (stack, sp), row.pshape, None)
+    top = br.record("%peek", code_of("%peek"), (stack, sp, active), row.pshape, None)
     fields, start = [], 0
     for s in layout:
         fields.append(br.record("%field", code_of("%field"), (top,), s, None,
