@@ -285,3 +285,65 @@ def test_recursion_with_batch_axes() -> None:
     (g,) = torch.autograd.grad(out.sum(), x)
     (gw,) = torch.autograd.grad(want.sum(), x)
     assert torch.allclose(g, gw, rtol=1e-13, atol=0)
+
+
+# ---- cost: the stack grows to the depth reached, nothing saves it per step ----------------------
+
+def saved_numel(fn, *args) -> int:  # type: ignore[no-untyped-def]
+    """Elements of the tensors autograd saves for the backward pass of ``fn(*args)``."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return total
+
+
+def test_memory_for_gradients_does_not_grow_with_max_depth() -> None:
+    # Only the steps taken count: the same recursion under max_depth 16 and 4096 saves as much.
+    x = torch.tensor([1.5, 0.5, -2.0, 1.1], dtype=torch.float64, requires_grad=True)
+    n = torch.tensor([12.0, 3.0, 7.0, 0.0], dtype=torch.float64)
+    small = saved_numel(nc.compile_fn(RISING, max_depth=16), x, n)
+    big = saved_numel(nc.compile_fn(RISING, max_depth=4096), x, n)
+    assert small == big
+
+
+@pytest.mark.parametrize("max_depth", [13, 16, 40])
+def test_stack_growing_past_its_first_rows_keeps_values_and_gradients(max_depth: int) -> None:
+    # elements of different depths around the first capacity (8 rows) and its doublings
+    ns = [0, 5, 8, 9, 13, 17, 30]
+    f = nc.compile_fn(RISING, max_depth=max_depth)
+    x = torch.linspace(-0.9, 0.7, len(ns), dtype=torch.float64, requires_grad=True)
+    out = f(x, torch.tensor(ns, dtype=torch.float64))
+    for i, k in enumerate(ns):
+        if k > max_depth:
+            assert torch.isnan(out[i])
+        else:
+            assert torch.allclose(out[i], rising_by_hand(x[i], k), rtol=1e-14, atol=0)
+    ok = torch.tensor([k <= max_depth for k in ns])
+    (g,) = torch.autograd.grad(out[ok].sum(), x)
+    want = [torch.func.grad(lambda t, k=k: rising_by_hand(t, k))(x.detach()[i]) if k <= max_depth else 0.0
+            for i, k in enumerate(ns)]
+    assert torch.allclose(g, torch.tensor(want, dtype=torch.float64), rtol=1e-13, atol=0)
+
+
+def test_deep_recursion_under_vmap_and_grad_has_all_max_depth_rows() -> None:
+    # under torch.func values cannot be looked at, so the stack starts with all its rows
+    f = nc.compile_fn(RISING, max_depth=24, max_iter=60)
+    x = torch.tensor([0.25, -0.75], dtype=torch.float64)
+    ns = [20, 11]
+    g = torch.func.vmap(torch.func.grad(f))(x, torch.tensor(ns, dtype=torch.float64))
+    want = [torch.func.grad(lambda t, k=k: rising_by_hand(t, k))(x[i]) for i, k in enumerate(ns)]
+    assert torch.allclose(g, torch.stack(want), rtol=1e-13, atol=0)
+
+
+def test_in_place_stack_leaves_later_calls_and_transforms_unchanged() -> None:
+    f = nc.compile_fn(FIB, max_iter=250)  # fib 9: 109 calls, 108 returns to a caller
+    k = torch.tensor([3.0, 9.0, 6.0], dtype=torch.float64)
+    first = f(k)
+    assert torch.equal(f(k), first) and torch.equal(torch.func.vmap(f)(k), first)
+    assert first.tolist() == [float(py_fib(3)), float(py_fib(9)), float(py_fib(6))]
