@@ -88,7 +88,7 @@ class Replay:
         self.met[id(node)] = seen + 1
         j = self.numbers.setdefault((id(node), seen), len(self.numbers))
         if j >= len(self.filled):  # no room: trace on for the count, then again with more sites
-            return torch.zeros(self.rshape, dtype=F64)
+            return torch.zeros([d or 0 for d in self.rshape], dtype=F64)
         path = tr.branches.path_mask(0)
         assert path is not None  # inside the loop region there is always the active mask
         here = mask_and(tr, path, tr.branches.negate(tr.branches.truth_mask(self.filled[j])))
