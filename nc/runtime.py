@@ -307,7 +307,9 @@ def _top(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[
     An advanced index rather than `torch.gather`: autograd saves only the indices for it, where
     ``gather`` would save the whole stack at every step."""
     depth, width = stack.shape[-2], stack.shape[-1]
-    batch = torch.broadcast_shapes(stack.shape[:-2], slot.shape, *others)
+    batch = stack.shape[:-2]
+    if any(o != batch for o in (slot.shape, *others)):  # torch.broadcast_shapes costs ~50 us a call
+        batch = torch.broadcast_shapes(batch, slot.shape, *others)
     k = len(batch)
     # a trailing axis of 1 on every index: a 0-d tensor index would be read as a Python int (under vmap, .item())
     axes = tuple(torch.arange(n, device=stack.device).view((n,) + (1,) * (k - i)) for i, n in enumerate(batch))
