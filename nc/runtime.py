@@ -321,14 +321,17 @@ def _top(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[
 def stack_push(stack: torch.Tensor, sp: torch.Tensor, row: torch.Tensor, do: torch.Tensor) -> torch.Tensor:
     """Write ``row`` at slot ``sp`` of a per-element stack ``[..., depth, width]`` where ``do`` holds.
 
-    Only the top row is computed: the old row is read and selected against the new one per
-    element. The write is in place when `masked_loop` owns the stack (eager mode, no transform:
-    nothing else refers to it), else out of place, which every `torch.func` transform follows."""
+    While `masked_loop` owns the stack (eager mode, no transform: nothing else refers to it), only
+    the rows of the elements that push are written, in place. Otherwise the write is out of place,
+    which every `torch.func` transform follows, and computes only the top row: the old row is
+    read and selected against the new one per element."""
     full, at = _top(stack, sp, row.shape[:-1], do.shape)
     batch = full.shape[:-2]
+    if (full is stack and batch and any(t is stack for t in _owned())
+            and not any(_transformed(t) for t in (row, do, sp))):
+        pos = do.expand(batch).nonzero(as_tuple=True)  # values may be looked at: the loop owns the stack
+        return stack.index_put_((*pos, at[-1].squeeze(-1)[pos]), row.expand(*batch, row.shape[-1])[pos])
     new = torch.where(do.expand(batch)[..., None, None], row.expand(*batch, row.shape[-1]).unsqueeze(-2), full[at])
-    if full is stack and any(t is stack for t in _owned()) and not _transformed(new):
-        return stack.index_put_(at, new)
     return full.index_put(at, new)
 
 
