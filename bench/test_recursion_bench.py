@@ -51,8 +51,9 @@ def test_recursion_python_loop(benchmark, name, src, ref, depth, batch) -> None:
 
 
 def probe(name: str, impl: str, depth: int, batch: int, grad: bool) -> dict[str, float]:
-    """One measurement in this (fresh) process: time of the call (and backward, with ``grad``),
-    and the peak resident memory of the process (``VmHWM``) and its rise over the resident memory
+    """One measurement in this (fresh) process: CPU time of the call (and backward, with ``grad``;
+    one thread, so CPU time is what the wall clock shows on a quiet machine, and a machine shared
+    with other work does not inflate it), and the peak resident memory of the process (``VmHWM``) and its rise over the resident memory
     just before the call, in MB. A warm-up call at batch 1 first, so tracing is not measured."""
     from bench.memprobe import current_rss_kib, vmhwm_kib
 
@@ -67,11 +68,11 @@ def probe(name: str, impl: str, depth: int, batch: int, grad: bool) -> dict[str,
 
     def call(n: int) -> float:
         ks = torch.full((n,), float(depth), dtype=torch.float64, requires_grad=grad)
-        t = time.perf_counter()
+        t = time.process_time()
         out = run(ks)
         if grad:
             out.sum().backward()
-        return time.perf_counter() - t
+        return time.process_time() - t
 
     call(1)
     gc.collect()
@@ -86,7 +87,7 @@ def table() -> None:
     """The cost table of bench/README.md: each cell in a fresh subprocess."""
     rows = [("fact", d, n) for d in (10, 100) for n in (1, 100, 10000)]
     rows += [("fib", d, n) for d in (10, 15) for n in (1, 100)]
-    print(f"torch {torch.__version__}, CPU, 1 thread, float64; time s, peak RSS MB (rise over the RSS before the call)")
+    print(f"torch {torch.__version__}, CPU, 1 thread, float64; CPU time s, peak RSS MB (rise over the RSS before the call)")
     print("| program | depth | batch | grad | nc time | python time | nc peak (rise) | python peak (rise) |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name, d, n in rows:

@@ -175,6 +175,7 @@ class _Stack:
     def __init__(self, spec: tuple[int, int, int], state: list[torch.Tensor], ranks: Sequence[int]) -> None:
         self.slot, self.sp, self.depth = spec
         self.owned = _concrete(state)
+        self.bound = 0  # no element's stack pointer is above this (it starts at 0, moves by 1 a step)
         if self.owned:  # a fresh stack of the batch's shape, which only this loop refers to
             full = state[self.slot]
             rows = min(FIRST_ROWS, self.depth)
@@ -182,17 +183,22 @@ class _Stack:
 
     def grow(self, state: list[torch.Tensor]) -> None:
         """Before a step: room for one more frame on every element (all ``max_depth`` rows if
-        values can no longer be looked at, as when a transform wraps the state)."""
+        values can no longer be looked at, as when a transform wraps the state). The stack
+        pointers are looked at (a sync) only when the bound on them reaches the capacity."""
         stack, sp = state[self.slot], state[self.sp]
         rows = stack.shape[-2]
         if rows >= self.depth:
             return
-        if not _concrete((stack, sp)):
-            self.owned, new_rows = False, self.depth
-        elif bool((sp >= rows).any()):
-            new_rows = min(2 * rows, self.depth)
-        else:
+        self.bound += 1
+        if self.bound < rows:
             return
+        if _transformed(stack) or _transformed(sp):
+            self.owned, new_rows = False, self.depth
+        else:
+            self.bound = int(sp.max()) if sp.numel() else 0
+            if self.bound < rows:
+                return
+            new_rows = min(2 * rows, self.depth)
         pad = stack.new_zeros((*stack.shape[:-2], new_rows - rows, stack.shape[-1]))
         state[self.slot] = torch.cat([stack, pad], dim=-2)
 
@@ -299,6 +305,20 @@ def roll_by(v: torch.Tensor, k: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.where(ok, out, torch.full((), float("nan"), dtype=out.dtype, device=out.device))
 
 
+_AXES: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, ...]] = {}
+
+
+def _batch_axes(batch: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """An aranged index per batch axis, shaped to broadcast (made once per batch shape and device)."""
+    hit = _AXES.get((batch, device))
+    if hit is None:
+        k = len(batch)
+        hit = tuple(torch.arange(n, device=device).view((n,) + (1,) * (k - i)) for i, n in enumerate(batch))
+        if not tracing_active() and len(_AXES) < 64:  # a tracer's tensors (fake, symbolic) must not serve later calls
+            _AXES[(batch, device)] = hit
+    return hit
+
+
 def _top(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """The stack brought to the batch shape of all arguments, and the advanced index of row
     ``slot`` (clamped) of each element: an aranged index per batch axis, then the slot (what
@@ -310,10 +330,9 @@ def _top(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[
     batch = stack.shape[:-2]
     if any(o != batch for o in (slot.shape, *others)):  # torch.broadcast_shapes costs ~50 us a call
         batch = torch.broadcast_shapes(batch, slot.shape, *others)
-    k = len(batch)
     # a trailing axis of 1 on every index: a 0-d tensor index would be read as a Python int (under vmap, .item())
-    axes = tuple(torch.arange(n, device=stack.device).view((n,) + (1,) * (k - i)) for i, n in enumerate(batch))
     idx = slot.clamp(0, depth - 1).to(torch.long).expand(batch).unsqueeze(-1)
+    axes = _batch_axes(tuple(batch), stack.device) if batch else ()
     full = stack if stack.shape[:-2] == batch else stack.expand(*batch, depth, width)
     return full, (*axes, idx)
 
