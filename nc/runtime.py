@@ -310,11 +310,12 @@ _AXES: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, ...]] = {}
 
 def _batch_axes(batch: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     """An aranged index per batch axis, shaped to broadcast (made once per batch shape and device)."""
-    hit = _AXES.get((batch, device))
+    tracing = tracing_active()  # a tracer gets its own tensors, and they must not serve later calls
+    hit = None if tracing else _AXES.get((batch, device))
     if hit is None:
         k = len(batch)
         hit = tuple(torch.arange(n, device=device).view((n,) + (1,) * (k - i)) for i, n in enumerate(batch))
-        if not tracing_active() and len(_AXES) < 64:  # a tracer's tensors (fake, symbolic) must not serve later calls
+        if not tracing and len(_AXES) < 64:
             _AXES[(batch, device)] = hit
     return hit
 

@@ -422,3 +422,12 @@ def test_recursion_inside_a_loop_that_unrolls_runs_on_the_stack() -> None:
     f = nc.compile_fn("(define (f n) (if (< n 1) 0 (+ 1 (loop ((i 0) (s 0)) "
                       "(if (> i 2) s (recur (+ i 1) (+ s (f (- n 1))))))))) (f k)")
     assert f(torch.tensor([0.0, 1.0, 2.0, 5.0], dtype=torch.float64)).tolist() == [0.0, 1.0, 4.0, 121.0]
+
+
+def test_mutual_recursion_past_max_depth_is_nan_or_a_limit_error_naming_the_entry() -> None:
+    # the frames are a's: a(n) waits on a(n - 2) through b, so a(11) needs 5 frames, a(13) 6
+    x = torch.tensor([11.0, 13.0], dtype=torch.float64)
+    out = nc.compile_fn(MUTUAL + "(a k)", max_depth=5)(x)
+    assert out[0] == float(py_a(11)) and torch.isnan(out[1])
+    with pytest.raises(nc.LimitError, match=r"'a' recurses deeper than max_depth=5"):
+        nc.compile_fn(MUTUAL + "(a k)", max_depth=5, check_domain=True)(x)
