@@ -146,8 +146,9 @@ class CodeWriter:
         self.emit(depth + 1, f"return {outs[0]}, {outs[1]}, ({''.join(o + ', ' for o in outs[2:])})")
         init = "".join(self.atom(a) + ", " for a in e.args)
         p = e.params
+        stack = f", stack={p['stack']!r}" if "stack" in p else ""  # a recursion stack (nc.recursion)
         self.emit(depth, f"v{e.out.id} = _rt.masked_loop({name}, ({init}), {p['ranks']!r}, {p['value_rank']!r}, "
-                         f"{p['max_iter']!r})", e.span)
+                         f"{p['max_iter']!r}{stack})", e.span)
 
     def scan(self, e: Eqn, depth: int) -> None:
         """A rolled integration (`nc.scan`): its step as a local function, then a ``for`` loop

@@ -105,7 +105,8 @@ def run_masked_loop(e: Eqn, args: list[Any], interp: Interpreter) -> Any:
             interp.run(region.eqns)
             return interp.atom(region.outputs[0])
         return scan.rollout(step, tuple(args), p["start"], p["steps"], p["axis"])
-    return runtime.masked_loop(interp.region_body(e.region), tuple(args), p["ranks"], p["value_rank"], p["max_iter"])
+    return runtime.masked_loop(interp.region_body(e.region), tuple(args), p["ranks"], p["value_rank"], p["max_iter"],
+                               stack=p.get("stack"))
 
 
 def default_namespace(program: Recording) -> dict[str, Any]:

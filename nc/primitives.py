@@ -394,8 +394,8 @@ row(name="%roll", arity=(2, 2), code="_rt.roll_by({0}, {1}, {rank})", shape=_rol
                        doc="shift not integral", outside=(0.5,))})
 row(name="%push", arity=(4, 4), code="_rt.stack_push({0}, {1}, {2}, {3})", **_INTERNAL,
     doc="recursion on data: write a frame on top of each element's stack where the mask holds")
-row(name="%peek", arity=(2, 2), code="_rt.stack_peek({0}, {1})", **_INTERNAL,
-    doc="recursion on data: the top frame of each element's stack")
+row(name="%peek", arity=(3, 3), code="_rt.stack_peek({0}, {1}, {2})", **_INTERNAL,
+    doc="recursion on data: the top frame of each element's stack, detached where the loop's mask does not hold")
 row(name="%pack", arity=(1, None), code="_rt.pack_frame({ranks}, {*})", **_INTERNAL,
     doc="recursion on data: flatten a frame's values into one row")
 row(name="%field", arity=(1, 1), code="_rt.frame_field({0}, {start}, {shape})", **_INTERNAL,

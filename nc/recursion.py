@@ -12,6 +12,15 @@ gave the first time. The root's return exits the element; an element deeper than
 exits with NaN, and one that needs more than ``max_iter`` steps (each call and each return to a
 caller is one step) gives NaN as every masked loop does. With ``check_domain=True`` the state also
 counts the steps, and either limit raises `nc.LimitError` naming the function and the limit.
+
+Mutual recursion needs nothing more: the other functions of the group are traced into ``f``'s
+step as any call is, and their calls of ``f`` are call sites of that step (see `Replay`). Whichever
+function the program calls first is ``f``; the state machine's activations are ``f``'s.
+
+Cost (see `nc.runtime.masked_loop`): the stack starts small and grows to the depth the batch
+reaches, is read and written one row per element by advanced indexing (autograd saves only the
+indices), and is written in place in eager mode, so a step costs O(N * frame width) besides the
+body.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from .primitives import TABLE, code_of
 from .program import Region, Var, live_equations
 from .tailcalls import children
 from .tracer import Tracer
-from .values import F64, Env, SizeDependent, Value, pshape_of
+from .values import F64, Ctx, Env, SizeDependent, Value, pshape_of
 
 
 class RecurseOnData(Exception):
@@ -48,23 +57,38 @@ class ResultShape(Exception):
         self.pshape = pshape
 
 
-class Replay:
-    """The recursive call sites of one function being traced as a state machine step."""
+class MoreSites(Exception):
+    """Internal: one step reached more recursive call sites than the state has room for."""
 
-    def __init__(self, fn: ir.Function, sites: dict[int, int], filled: list[Var], results: list[Var]) -> None:
-        self.fn, self.sites, self.filled, self.results = fn, sites, filled, results
-        self.seen: set[int] = set()
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+class Replay:
+    """The recursive call sites of one function being traced as a state machine step.
+
+    A site is a call of the function met while tracing one step of its body, directly or in
+    another function that the body calls (mutual recursion: ``a`` calls ``b``, which calls
+    ``a``), numbered in the order the trace meets them; a call node met twice in one step (``b``
+    called at two places of ``a``) is two sites. Tracing is deterministic, so every step meets
+    the same sites in the same order."""
+
+    def __init__(self, fn: ir.Function, ctx: Ctx, filled: list[Var], results: list[Var], rshape: sh.Shape) -> None:
+        self.fn, self.ctx, self.filled, self.results, self.rshape = fn, ctx, filled, results, rshape
+        self.met: dict[int, int] = {}  # call node -> times met in this step
+        self.numbers: dict[tuple[int, int], int] = {}
         self.suspended: Var | None = None
         self.calls: list[tuple[Var, list[Value], int]] = []
         self.susp_deep: Var | None = None  # elements suspending with a full stack (set by step_outputs)
 
     def site(self, tr: Tracer, node: ir.Call, args: list[Value]) -> Value:
-        j = self.sites.get(id(node))
-        if j is None or j in self.seen:
-            raise NCTypeError(f"'{self.fn.name}' recurses on a value that depends on the inputs through another "
-                              "function or a loop; only its own calls can run on a stack", node.span,
-                              hint="call the function directly from its own body")
-        self.seen.add(j)
+        self.check_region(tr, node)
+        seen = self.met.get(id(node), 0)
+        self.met[id(node)] = seen + 1
+        j = self.numbers.setdefault((id(node), seen), len(self.numbers))
+        if j >= len(self.filled):  # no room: trace on for the count, then again with more sites
+            return torch.zeros([d or 0 for d in self.rshape], dtype=F64)
         path = tr.branches.path_mask(0)
         assert path is not None  # inside the loop region there is always the active mask
         here = mask_and(tr, path, tr.branches.negate(tr.branches.truth_mask(self.filled[j])))
@@ -75,6 +99,19 @@ class Replay:
             self.suspended = here
         self.calls.append((here, args, j))
         return self.results[j]
+
+    def check_region(self, tr: Tracer, node: ir.Call) -> None:
+        """A call from inside another masked loop (a ``loop``, tail calls, another recursion on
+        data) cannot suspend this function's step."""
+        c: Ctx | None = tr.build.ctx
+        while c is not None and c is not self.ctx:
+            if c.region is not self.ctx.region:
+                break
+            c = c.parent
+        if c is not self.ctx:
+            raise NCTypeError(f"'{self.fn.name}' recurses on a value that depends on the inputs from inside a loop "
+                              "that runs in its body; only calls outside such loops can run on its stack", node.span,
+                              hint="call the function outside the loop, or write the loop as recursion")
 
 
 def mask_and(tr: Tracer, a: Var, b: Var) -> Var:
@@ -102,15 +139,21 @@ def call_sites(fn: ir.Function) -> dict[int, int]:
 
 
 def trace_recursion(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env, span: Span | None) -> Value:
-    """``fn`` on ``args`` as one masked loop over an explicit stack (see the module docstring)."""
+    """``fn`` on ``args`` as one masked loop over an explicit stack (see the module docstring).
+
+    The result's shape and the number of call sites are guessed (a scalar; ``fn``'s own calls)
+    and traced again when a step shows otherwise."""
     shape: sh.Shape = ()
-    for _ in range(3):
+    sites = len(call_sites(fn))
+    for _ in range(6):
         try:
-            return recursion_loop(tr, fn, args, closure, span, shape)
+            return recursion_loop(tr, fn, args, closure, span, shape, sites)
         except ResultShape as e:
             if e.pshape == shape:
                 raise
             shape = e.pshape
+        except MoreSites as e:
+            sites = e.count
     raise ShapeError(f"'{fn.name}' returns values of different shapes", span)
 
 
@@ -121,9 +164,8 @@ def numel(shape: sh.Shape) -> int:
 
 
 def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env, span: Span | None,
-                   rshape: sh.Shape) -> Value:
-    sites = call_sites(fn)
-    m, depth = len(sites), tr.options.max_depth
+                   rshape: sh.Shape, m: int) -> Value:
+    depth = tr.options.max_depth
     pshapes = [pshape_of(a) for a in args]
     layout = [*pshapes, *([rshape] * m), *([()] * m), ()]
     width = sum(numel(s) for s in layout)
@@ -139,7 +181,7 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
     P, R, F = params[:k], params[k:k + m], params[k + m:k + 2 * m]
     stack, sp = params[k + 2 * m], params[k + 2 * m + 1]
     count = params[-1] if counted else None
-    replay = Replay(fn, sites, F, R)
+    replay = Replay(fn, ctx, F, R, rshape)
     saved = tr.replays.get(fn.key)
     tr.replays[fn.key] = replay
     try:
@@ -150,7 +192,9 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
             value = tr.expr(fn.body, inner)
             if pshape_of(value) != rshape:
                 raise ResultShape(pshape_of(value))
-            outputs = step_outputs(tr, replay, P, R, F, stack, sp, value, layout, span)
+            if len(replay.numbers) > m:
+                raise MoreSites(len(replay.numbers))
+            outputs = step_outputs(tr, replay, P, R, F, (stack, sp, active), value, layout, span)
             if count is not None:
                 outputs = (*outputs, limit_checks(tr, replay, outputs[0], count, span))
     finally:
@@ -165,7 +209,8 @@ def recursion_loop(tr: Tracer, fn: ir.Function, args: list[Value], closure: Env,
     init = [b.atom(s) if not isinstance(s, Var) else s for s in init]
     ranks = tuple(len(s) for s in (*pshapes, *([rshape] * m), *([()] * m), (depth, width), (), *counted))
     return tr.branches.record("%loop", code_of("%loop"), init, rshape, span, region=region,
-                              params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter})
+                              params={"ranks": ranks, "value_rank": len(rshape), "max_iter": tr.options.max_iter,
+                                      "stack": (k + 2 * m, k + 2 * m + 1, depth)})
 
 
 def binary(tr: Tracer, name: str, a: Value, c: Value) -> Value:
@@ -192,10 +237,12 @@ def limit_checks(tr: Tracer, replay: Replay, exits: Var, count: Var, span: Span 
     return nxt if isinstance(nxt, Var) else tr.build.atom(nxt)  # type: ignore[return-value]
 
 
-def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], stack: Var, sp: Var,
+def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list[Var], frames: tuple[Var, Var, Var],
                  value: Value, layout: list[sh.Shape], span: Span | None) -> tuple:
-    """(exit mask, exit value, next state) of one step, from what the replayed body did."""
+    """(exit mask, exit value, next state) of one step, from what the replayed body did;
+    ``frames`` is (stack, stack pointer, the loop's active mask)."""
     br = tr.branches
+    stack, sp, active = frames
 
     def const(x: float) -> torch.Tensor:
         return torch.tensor(x, dtype=F64)
@@ -228,7 +275,7 @@ def step_outputs(tr: Tracer, replay: Replay, P: list[Var], R: list[Var], F: list
                              f"{sh.show(s)}", span)
     ranks = tuple(len(s) for s in layout)
     row = br.record("%pack", code_of("%pack"), frame, (sum(numel(s) for s in layout),), None, params={"ranks": ranks})
-    top = br.record("%peek", code_of("%peek"), (stack, sp), row.pshape, None)
+    top = br.record("%peek", code_of("%peek"), (stack, sp, active), row.pshape, None)
     fields, start = [], 0
     for s in layout:
         fields.append(br.record("%field", code_of("%field"), (top,), s, None,

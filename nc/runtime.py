@@ -7,6 +7,7 @@ except the early exit of `masked_loop`, which is taken only when no transform is
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -141,9 +142,70 @@ def _align(mask: torch.Tensor, rank: int) -> torch.Tensor:
 
 LoopBody = Callable[..., tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]]]
 
+FIRST_ROWS = 8
+"""Rows a recursion stack starts with in eager mode; it doubles when an element needs more."""
+
+_OWNED = threading.local()
+"""The recursion stacks `masked_loop` owns right now (eager mode, no transform): nothing else
+holds them and no autograd node saves them, so `stack_push` may write them in place."""
+
+
+def _owned() -> list[torch.Tensor]:
+    owned = getattr(_OWNED, "stacks", None)
+    if owned is None:
+        owned = _OWNED.stacks = []
+    return owned  # type: ignore[no-any-return]
+
+
+def _concrete(xs: Sequence[torch.Tensor]) -> bool:
+    """Whether values may be looked at: eager mode, no `torch.func` transform, no tracer."""
+    return not (tracing_active() or torch.jit.is_tracing() or any(_transformed(x) for x in xs))
+
+
+def _batch_of(state: Sequence[torch.Tensor], ranks: Sequence[int]) -> torch.Size:
+    return torch.broadcast_shapes(*(s.shape[: s.dim() - r] for s, r in zip(state, ranks)))
+
+
+class _Stack:
+    """A recursion stack's place in a masked loop's state (``stack=(slot, sp slot, max_depth)``),
+    and its capacity: in eager mode it starts at `FIRST_ROWS` rows and doubles, up to
+    ``max_depth``, before a step where an element's stack pointer reaches it; under a transform
+    or tracer, where values cannot be looked at, it has all ``max_depth`` rows."""
+
+    def __init__(self, spec: tuple[int, int, int], state: list[torch.Tensor], ranks: Sequence[int]) -> None:
+        self.slot, self.sp, self.depth = spec
+        self.owned = _concrete(state)
+        self.bound = 0  # no element's stack pointer is above this (it starts at 0, moves by 1 a step)
+        if self.owned:  # a fresh stack of the batch's shape, which only this loop refers to
+            full = state[self.slot]
+            rows = min(FIRST_ROWS, self.depth)
+            state[self.slot] = full.new_zeros((*_batch_of(state, ranks), rows, full.shape[-1]))
+
+    def grow(self, state: list[torch.Tensor]) -> None:
+        """Before a step: room for one more frame on every element (all ``max_depth`` rows if
+        values can no longer be looked at, as when a transform wraps the state). The stack
+        pointers are looked at (a sync) only when the bound on them reaches the capacity."""
+        stack, sp = state[self.slot], state[self.sp]
+        rows = stack.shape[-2]
+        if rows >= self.depth:
+            return
+        self.bound += 1
+        if self.bound < rows:
+            return
+        if _transformed(stack) or _transformed(sp):
+            self.owned, new_rows = False, self.depth
+        else:
+            self.bound = int(sp.max()) if sp.numel() else 0
+            if self.bound < rows:
+                return
+            new_rows = min(2 * rows, self.depth)
+        pad = stack.new_zeros((*stack.shape[:-2], new_rows - rows, stack.shape[-1]))
+        state[self.slot] = torch.cat([stack, pad], dim=-2)
+
 
 def masked_loop(
-    body: LoopBody, state: Sequence[torch.Tensor], ranks: Sequence[int], value_rank: int, max_iter: int
+    body: LoopBody, state: Sequence[torch.Tensor], ranks: Sequence[int], value_rank: int, max_iter: int,
+    stack: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """Run a loop whose exit depends on values, element by element, for at most ``max_iter`` steps.
 
@@ -152,24 +214,44 @@ def masked_loop(
     finished elements enter the body as gradient-free copies so that the work still done on them
     cannot put NaN into gradients. The loop ends early when all elements are done, unless a
     `torch.func` transform or `torch.compile` is active (they need a data-independent trip count).
+
+    ``stack`` marks a recursion stack (nc.recursion): its state is ``(slot, sp slot,
+    max_depth)``. The body reads it only with `stack_peek` (which detaches the rows of finished
+    elements itself) and writes it only with `stack_push` (which leaves finished elements' rows
+    as they are), so the loop neither copies nor masks it per step; it grows as `_Stack` says,
+    and while the loop owns it, `stack_push` writes in place.
     """
     state = list(state)
+    frames = _Stack(stack, state, ranks) if stack is not None else None
+    skip = frames.slot if frames is not None else -1
     done: torch.Tensor | None = None
     result: torch.Tensor | None = None
+    owned = _owned()
     for _ in range(max_iter):
+        if frames is not None:
+            frames.grow(state)
+        own = frames is not None and frames.owned
         if done is None:
             active = torch.ones((), dtype=torch.bool, device=state[0].device)
             inputs = state
         else:
             active = torch.logical_not(done)
-            inputs = [torch.where(_align(active, r), s, s.detach()) for s, r in zip(state, ranks)]
-        exit_mask, value, nxt = body(active, *inputs)
+            inputs = [s if i == skip else torch.where(_align(active, r), s, s.detach())
+                      for i, (s, r) in enumerate(zip(state, ranks))]
+        if own:
+            owned.append(state[skip])
+        try:
+            exit_mask, value, nxt = body(active, *inputs)
+        finally:
+            if own:
+                owned.pop()
         newly = torch.logical_and(exit_mask, active)
         if result is None:
             result = torch.full_like(value, float("nan"))
         result = torch.where(_align(newly, value_rank), value, result)
         done = newly if done is None else torch.logical_or(done, newly)
-        state = [torch.where(_align(done, r), s, n) for s, n, r in zip(state, nxt, ranks)]
+        state = [n if i == skip else torch.where(_align(done, r), s, n)
+                 for i, (s, n, r) in enumerate(zip(state, nxt, ranks))]
         if not _transformed(done) and bool(done.all()):
             break
     assert result is not None and done is not None
@@ -223,33 +305,63 @@ def roll_by(v: torch.Tensor, k: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.where(ok, out, torch.full((), float("nan"), dtype=out.dtype, device=out.device))
 
 
-def _top_index(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stack brought to the batch shape of all arguments, and ``slot`` (clamped) as an index
-    of one row per element for `torch.gather` / `torch.scatter` on the depth axis."""
+_AXES: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, ...]] = {}
+
+
+def _batch_axes(batch: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """An aranged index per batch axis, shaped to broadcast (made once per batch shape and device)."""
+    tracing = tracing_active()  # a tracer gets its own tensors, and they must not serve later calls
+    hit = None if tracing else _AXES.get((batch, device))
+    if hit is None:
+        k = len(batch)
+        hit = tuple(torch.arange(n, device=device).view((n,) + (1,) * (k - i)) for i, n in enumerate(batch))
+        if not tracing and len(_AXES) < 64:
+            _AXES[(batch, device)] = hit
+    return hit
+
+
+def _top(stack: torch.Tensor, slot: torch.Tensor, *others: torch.Size) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The stack brought to the batch shape of all arguments, and the advanced index of row
+    ``slot`` (clamped) of each element: an aranged index per batch axis, then the slot (what
+    it selects has the shape ``[*batch, 1, width]``).
+
+    An advanced index rather than `torch.gather`: autograd saves only the indices for it, where
+    ``gather`` would save the whole stack at every step."""
     depth, width = stack.shape[-2], stack.shape[-1]
-    batch = torch.broadcast_shapes(stack.shape[:-2], slot.shape, *others)
-    idx = slot.clamp(0, depth - 1).to(torch.long).expand(batch)
-    return stack.expand(*batch, depth, width), idx[..., None, None].expand(*batch, 1, width)
+    batch = stack.shape[:-2]
+    if any(o != batch for o in (slot.shape, *others)):  # torch.broadcast_shapes costs ~50 us a call
+        batch = torch.broadcast_shapes(batch, slot.shape, *others)
+    # a trailing axis of 1 on every index: a 0-d tensor index would be read as a Python int (under vmap, .item())
+    idx = slot.clamp(0, depth - 1).to(torch.long).expand(batch).unsqueeze(-1)
+    axes = _batch_axes(tuple(batch), stack.device) if batch else ()
+    full = stack if stack.shape[:-2] == batch else stack.expand(*batch, depth, width)
+    return full, (*axes, idx)
 
 
 def stack_push(stack: torch.Tensor, sp: torch.Tensor, row: torch.Tensor, do: torch.Tensor) -> torch.Tensor:
     """Write ``row`` at slot ``sp`` of a per-element stack ``[..., depth, width]`` where ``do`` holds.
 
-    Out of place (so every `torch.func` transform follows it), but only the top row is computed:
-    a gather of the old row, a select of one row per element and a scatter into a copy of the
-    stack, rather than a select over all ``depth`` rows."""
-    full, idx = _top_index(stack, sp, row.shape[:-1], do.shape)
+    While `masked_loop` owns the stack (eager mode, no transform: nothing else refers to it), only
+    the rows of the elements that push are written, in place. Otherwise the write is out of place,
+    which every `torch.func` transform follows, and computes only the top row: the old row is
+    read and selected against the new one per element."""
+    full, at = _top(stack, sp, row.shape[:-1], do.shape)
     batch = full.shape[:-2]
-    old = full.gather(-2, idx)
-    new = torch.where(do.expand(batch)[..., None, None], row.expand(*batch, row.shape[-1]).unsqueeze(-2), old)
-    return full.scatter(-2, idx, new)
+    if (full is stack and batch and any(t is stack for t in _owned())
+            and not any(_transformed(t) for t in (row, do, sp))):
+        pos = do.expand(batch).nonzero(as_tuple=True)  # values may be looked at: the loop owns the stack
+        return stack.index_put_((*pos, at[-1].squeeze(-1)[pos]), row.expand(*batch, row.shape[-1])[pos])
+    new = torch.where(do.expand(batch)[..., None, None], row.expand(*batch, row.shape[-1]).unsqueeze(-2), full[at])
+    return full.index_put(at, new)
 
 
-def stack_peek(stack: torch.Tensor, sp: torch.Tensor) -> torch.Tensor:
-    """The row at slot ``sp - 1`` (the top) of a per-element stack (row 0 where the stack is empty):
-    a gather of one row per element."""
-    full, idx = _top_index(stack, sp - 1)
-    return full.gather(-2, idx).squeeze(-2)
+def stack_peek(stack: torch.Tensor, sp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The row at slot ``sp - 1`` (the top) of a per-element stack (row 0 where the stack is
+    empty), detached where the loop's ``active`` mask does not hold (`masked_loop` does not
+    detach the stack of finished elements)."""
+    full, at = _top(stack, sp - 1, active.shape)
+    row = full[at].squeeze(-2)
+    return torch.where(active.unsqueeze(-1), row, row.detach())
 
 
 def pack_frame(ranks: Sequence[int], *xs: torch.Tensor) -> torch.Tensor:

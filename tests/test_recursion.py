@@ -285,3 +285,149 @@ def test_recursion_with_batch_axes() -> None:
     (g,) = torch.autograd.grad(out.sum(), x)
     (gw,) = torch.autograd.grad(want.sum(), x)
     assert torch.allclose(g, gw, rtol=1e-13, atol=0)
+
+
+# ---- cost: the stack grows to the depth reached, nothing saves it per step ----------------------
+
+def saved_numel(fn, *args) -> int:  # type: ignore[no-untyped-def]
+    """Elements of the tensors autograd saves for the backward pass of ``fn(*args)``."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return total
+
+
+def test_memory_for_gradients_does_not_grow_with_max_depth() -> None:
+    # Only the steps taken count: the same recursion under max_depth 16 and 4096 saves as much.
+    x = torch.tensor([1.5, 0.5, -2.0, 1.1], dtype=torch.float64, requires_grad=True)
+    n = torch.tensor([12.0, 3.0, 7.0, 0.0], dtype=torch.float64)
+    small = saved_numel(nc.compile_fn(RISING, max_depth=16), x, n)
+    big = saved_numel(nc.compile_fn(RISING, max_depth=4096), x, n)
+    assert small == big
+
+
+@pytest.mark.parametrize("max_depth", [13, 16, 40])
+def test_stack_growing_past_its_first_rows_keeps_values_and_gradients(max_depth: int) -> None:
+    # elements of different depths around the first capacity (8 rows) and its doublings
+    ns = [0, 5, 8, 9, 13, 17, 30]
+    f = nc.compile_fn(RISING, max_depth=max_depth)
+    x = torch.linspace(-0.9, 0.7, len(ns), dtype=torch.float64, requires_grad=True)
+    out = f(x, torch.tensor(ns, dtype=torch.float64))
+    for i, k in enumerate(ns):
+        if k > max_depth:
+            assert torch.isnan(out[i])
+        else:
+            assert torch.allclose(out[i], rising_by_hand(x[i], k), rtol=1e-14, atol=0)
+    ok = torch.tensor([k <= max_depth for k in ns])
+    (g,) = torch.autograd.grad(out[ok].sum(), x)
+    want = [torch.func.grad(lambda t, k=k: rising_by_hand(t, k))(x.detach()[i]) if k <= max_depth else 0.0
+            for i, k in enumerate(ns)]
+    assert torch.allclose(g, torch.tensor(want, dtype=torch.float64), rtol=1e-13, atol=0)
+
+
+def test_deep_recursion_under_vmap_and_grad_has_all_max_depth_rows() -> None:
+    # under torch.func values cannot be looked at, so the stack starts with all its rows
+    f = nc.compile_fn(RISING, max_depth=24, max_iter=60)
+    x = torch.tensor([0.25, -0.75], dtype=torch.float64)
+    ns = [20, 11]
+    g = torch.func.vmap(torch.func.grad(f))(x, torch.tensor(ns, dtype=torch.float64))
+    want = [torch.func.grad(lambda t, k=k: rising_by_hand(t, k))(x[i]) for i, k in enumerate(ns)]
+    assert torch.allclose(g, torch.stack(want), rtol=1e-13, atol=0)
+
+
+def test_in_place_stack_leaves_later_calls_and_transforms_unchanged() -> None:
+    f = nc.compile_fn(FIB, max_iter=250)  # fib 9: 109 calls, 108 returns to a caller
+    k = torch.tensor([3.0, 9.0, 6.0], dtype=torch.float64)
+    first = f(k)
+    assert torch.equal(f(k), first) and torch.equal(torch.func.vmap(f)(k), first)
+    assert first.tolist() == [float(py_fib(3)), float(py_fib(9)), float(py_fib(6))]
+
+
+# ---- mutual recursion on input values: one stack for the group -----------------------------------
+
+MUTUAL = """(define (a n) (if (< n 1) 1 (+ 1 (b (- n 1)))))
+(define (b n) (if (< n 1) 2 (* 2 (a (- n 1)))))
+"""
+
+
+def py_a(n: int) -> int:
+    return 1 if n < 1 else 1 + py_b(n - 1)
+
+
+def py_b(n: int) -> int:
+    return 2 if n < 1 else 2 * py_a(n - 1)
+
+
+@pytest.mark.parametrize(("entry", "ref"), [("a", py_a), ("b", py_b)])
+def test_mutual_non_tail_recursion_on_inputs(entry: str, ref) -> None:  # type: ignore[no-untyped-def]
+    ks = [0, 1, 2, 5, 8, 11]
+    f = nc.compile_fn(MUTUAL + f"({entry} k)")
+    assert f(torch.tensor(ks, dtype=torch.float64)).tolist() == [float(ref(k)) for k in ks]
+
+
+def test_mutual_tree_recursion_calls_the_other_function_twice() -> None:
+    # b is called at two places of a: each call of a inside b is its own site
+    f = nc.compile_fn("""(define (a n) (if (< n 2) n (+ (b (- n 1)) (b (- n 2)))))
+                         (define (b n) (if (< n 1) 1 (* 2 (a (- n 1)))))
+                         (a k)""")
+
+    def ta(n: int) -> int:
+        return n if n < 2 else tb(n - 1) + tb(n - 2)
+
+    def tb(n: int) -> int:
+        return 1 if n < 1 else 2 * ta(n - 1)
+
+    ks = [0, 1, 2, 5, 8]
+    assert f(torch.tensor(ks, dtype=torch.float64)).tolist() == [float(ta(k)) for k in ks]
+
+
+def test_mutual_recursion_gradient_and_vmap_equal_hand_unrolled() -> None:
+    f = nc.compile_fn("""(define (a x n) (if (< n 1) 1 (* x (b x (- n 1)))))
+                         (define (b x n) (if (< n 1) 1 (+ x (a x (- n 1)))))
+                         (a x n)""", max_iter=40)
+
+    def a(x: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.ones_like(x) if n < 1 else x * b(x, n - 1)
+
+    def b(x: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.ones_like(x) if n < 1 else x + a(x, n - 1)
+
+    x = torch.tensor([0.5, -1.25, 2.0, 1.5], dtype=torch.float64, requires_grad=True)
+    ns = [4, 3, 0, 7]
+    out = f(x, torch.tensor(ns, dtype=torch.float64))
+    want = torch.stack([a(x[i], k) for i, k in enumerate(ns)])
+    assert torch.allclose(out, want, rtol=1e-14, atol=0)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (gw,) = torch.autograd.grad(want.sum(), x)
+    assert torch.allclose(g, gw, rtol=1e-13, atol=0)
+    gv = torch.func.vmap(torch.func.grad(f))(x.detach(), torch.tensor(ns, dtype=torch.float64))
+    assert torch.allclose(gv, gw, rtol=1e-13, atol=0)
+
+
+def test_recursion_from_inside_a_masked_loop_is_a_type_error() -> None:
+    src = "(define (f n) (if (< n 1) 0 (+ 1 (loop ((i 0)) (if (> i n) (f (- n 1)) (recur (+ i 1))))))) (f k)"
+    with pytest.raises(nc.NCTypeError, match="from inside a loop that runs in its body") as e:
+        nc.compile_fn(src)(torch.tensor([2.0]))
+    assert e.value.span is not None
+
+
+def test_recursion_inside_a_loop_that_unrolls_runs_on_the_stack() -> None:
+    # a loop of 3 steps unrolls, so the three calls are three sites of f's step: f(n) = 1 + 3 f(n-1)
+    f = nc.compile_fn("(define (f n) (if (< n 1) 0 (+ 1 (loop ((i 0) (s 0)) "
+                      "(if (> i 2) s (recur (+ i 1) (+ s (f (- n 1))))))))) (f k)")
+    assert f(torch.tensor([0.0, 1.0, 2.0, 5.0], dtype=torch.float64)).tolist() == [0.0, 1.0, 4.0, 121.0]
+
+
+def test_mutual_recursion_past_max_depth_is_nan_or_a_limit_error_naming_the_entry() -> None:
+    # the frames are a's: a(n) waits on a(n - 2) through b, so a(11) needs 5 frames, a(13) 6
+    x = torch.tensor([11.0, 13.0], dtype=torch.float64)
+    out = nc.compile_fn(MUTUAL + "(a k)", max_depth=5)(x)
+    assert out[0] == float(py_a(11)) and torch.isnan(out[1])
+    with pytest.raises(nc.LimitError, match=r"'a' recurses deeper than max_depth=5"):
+        nc.compile_fn(MUTUAL + "(a k)", max_depth=5, check_domain=True)(x)
