@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import time
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,14 +30,16 @@ import torch
 from torch import Tensor, nn
 from torch._higher_order_ops.while_loop import while_loop
 
+from . import c_backend
 from .binding import bind_arguments
 from .errors import CallError
+from .fit_result import FitWarning
 from .module import NcModule
 from .sensitivities import ScanPlan, plan_scan, step_graph
 
 __all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
 
-COMPILERS = ("inductor", None)
+COMPILERS = ("auto", "c", "inductor", None)
 CPP_WRAPPER = False
 """inductor's C++ wrapper (the loop in C++). Measured no faster than the Python wrapper here (2.3 ms
 a step either way at batch 1, once the loop's inputs are no views), and on torch 2.13 it crashed
@@ -52,12 +55,17 @@ class NotCompilable(CallError):
         self.reason = reason
 
 
-def compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> CompiledStep:
+def compiled_step(model: nn.Module, *, compiler: str | None = "auto") -> CompiledStep:
     """The compiled MSE training step of ``model`` (an `nc.NcModule` whose output is a rolled
     integration and whose trainable constants are at most 16 scalars).
 
-    ``compiler="inductor"`` compiles with ``torch.compile`` (inductor; the loop in its Python
-    wrapper), 7-23 s on first call per shape signature on a loaded 2-core CPU;
+    ``compiler="c"`` generates the whole loop as plain C (`nc.c_backend`: one C function per
+    shape signature, compiled by the system C compiler in about a second and cached on disk;
+    CPU tensors of float32/float64); ``compiler="inductor"`` compiles with ``torch.compile``
+    (inductor; the loop in its Python wrapper), 7-23 s on first call per shape signature on a
+    loaded 2-core CPU; ``compiler="auto"`` (the default) takes ``"c"`` for CPU tensors and
+    inductor for others (CUDA), and also falls back to inductor, with a `FitWarning` saying why,
+    where C does not apply (no C compiler, an operation of the step it does not generate);
     ``compiler=None`` runs the same sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
     """
     if not isinstance(model, NcModule):
@@ -75,6 +83,7 @@ class CompiledStep:
 
     def __init__(self, model: nn.Module, compiler: str | None) -> None:
         self.model, self.compiler = model, compiler
+        self.backends: list[str] = []  # per build: "c", "inductor" or "eager"
         self.cache: dict[Any, tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]] = {}
         self.compile_seconds: list[float] = []
 
@@ -134,9 +143,38 @@ class CompiledStep:
         graph = step_graph(plan, torch.zeros(shape, dtype=theta.dtype, device=theta.device), theta, fixed)
         loop = rollout_loss(graph, plan)
         if self.compiler is None:
+            self.backends.append("eager")
             return plan, loop, shape
+        if self.compiler == "c" or (self.compiler == "auto" and theta.device.type == "cpu"):  # C is CPU-only
+            c_loop = self.build_c(graph, plan, shape, theta, fixed)
+            if c_loop is not None:
+                self.backends.append("c")
+                return plan, c_loop, shape
+        self.backends.append("inductor")
         compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
         return plan, compiled, shape
+
+
+    def build_c(self, graph: torch.fx.GraphModule, plan: ScanPlan, shape: torch.Size, theta: Tensor,
+                fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
+        """The loop in C (`nc.c_backend`), or None (``"auto"``: inductor takes over, with a
+        `FitWarning` saying why); ``compiler="c"`` raises a `CallError` instead."""
+        try:
+            if theta.device.type != "cpu":
+                raise c_backend.Unsupported(f"tensors on {theta.device.type}")
+            loop, _, _ = c_backend.build_loop(graph, shape=tuple(shape), n_theta=theta.shape[0],
+                                              n_prefix=plan.n_prefix, steps=plan.steps, start=plan.start,
+                                              fixed=fixed, dtype=theta.dtype)
+            return loop
+        except (c_backend.Unsupported, c_backend.NoCompiler, c_backend.CompileFailed) as e:
+            kind = {c_backend.Unsupported: "unsupported", c_backend.NoCompiler: "no C compiler",
+                    c_backend.CompileFailed: "the C compiler failed"}[type(e)]
+            if self.compiler == "c":
+                raise CallError(f"compiler='c': {kind}: {e}", None,
+                                hint="use compiler='auto' or 'inductor'") from e
+            warnings.warn(f"compiled step: no C backend ({kind}: {e}); compiling with inductor", FitWarning,
+                          stacklevel=4)
+            return None
 
 
 def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
