@@ -16,7 +16,7 @@ registers; larger ones are arrays in one workspace, reused once dead, written by
 static strides. Operations without tensor inputs (``eye``, zeros) are constants. Any other
 operation raises `Unsupported` with its name, and the caller falls back to inductor.
 
-The C is compiled with the system compiler (``$CC``, ``cc`` or ``gcc``) at ``-O2`` with exact
+The C is compiled with the system compiler (``$CC``, ``cc`` or ``gcc``) at ``-O3`` with exact
 IEEE semantics (no ``-ffast-math``, ``-ffp-contract=off`` so no fused multiply-adds), computing
 in the tensors' dtype (float64 or float32); results equal autograd through the eager rollout to
 rounding (1e-10 relative in float64: libm's ``sin`` and torch's may differ in the last bit).
@@ -50,8 +50,10 @@ __all__ = ["CompileFailed", "NoCompiler", "Unsupported", "build_loop", "c_compil
 
 UNROLL = 16
 """Buffers of at most this many elements are C scalars (registers) and written unrolled."""
-FLAGS = ("-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno", "-Werror=implicit-function-declaration")
-"""Exact IEEE arithmetic: no -ffast-math and no contraction into fused multiply-adds (results
+FLAGS = ("-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno", "-Werror=implicit-function-declaration")
+"""-O3, not -O2: it vectorizes the loops of large batches (LV batch 256: 6.3 -> 5.3 ms float64,
+4.9 -> 2.8 ms float32) for about 0.5 s more compile there, nothing at batch 1; semantics are the
+same. Exact IEEE arithmetic: no -ffast-math and no contraction into fused multiply-adds (results
 must match torch's to rounding); -fno-math-errno only lets sqrt be one instruction; a misspelt
 math function is an error, not a symbol missing at load time."""
 
@@ -485,6 +487,9 @@ class Codegen:
                 lines.append(f"{pad}{out.at(idx)} = ({op.ctype})" + op.template.format(t=op.ctype, f=op.func, **subs) + ";")
             return
         if op.reduce is None:
+            views = coalesce([out, *(v for v in op.ins if isinstance(v, View))])
+            out, it = views[0], iter(views[1:])
+            op = attrs.evolve(op, ins=[next(it) if isinstance(v, View) else v for v in op.ins])
             names = [f"i{d}" for d in range(len(out.shape))]
             for d, n in enumerate(out.shape):
                 lines.append(f"{pad}{'  ' * d}for (int {names[d]} = 0; {names[d]} < {n}; {names[d]}++)")
@@ -501,6 +506,25 @@ class Codegen:
         lines.append(f"{pad}{'  ' * len(names)}{out.at_loop(names)} += {src.at_loop(names)};")
         if op.scale:
             lines.append(f"{pad}for (int o = 0; o < {out.buf.numel}; o++) {out.buf.ref('o')} {op.scale};")
+
+
+def coalesce(views: Sequence[View]) -> list[View]:
+    """The same index maps over fewer loops: size-1 dims dropped, and neighbouring dims merged
+    where every view steps through them as one (as torch's TensorIterator does), so that a
+    contiguous operation is one flat loop the C compiler can vectorize."""
+    keep = [d for d, n in enumerate(views[0].shape) if n != 1]
+    shape = [views[0].shape[d] for d in keep]
+    strides = [[v.strides[d] for d in keep] for v in views]
+    d = len(shape) - 1
+    while d > 0:
+        if all(st[d - 1] == st[d] * shape[d] for st in strides):
+            shape[d - 1] *= shape[d]
+            del shape[d]
+            for st in strides:
+                st[d - 1] = st[d]
+                del st[d]
+        d -= 1
+    return [View(v.buf, tuple(shape), tuple(st), v.offset) for v, st in zip(views, strides)]
 
 
 def declare(buf: Buffer, offsets: dict[str, int], ctype: str) -> str:
