@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -527,9 +528,10 @@ def coalesce(views: Sequence[View]) -> list[View]:
     return [View(v.buf, tuple(shape), tuple(st), v.offset) for v, st in zip(views, strides)]
 
 
-def declare(buf: Buffer, offsets: dict[str, int], ctype: str) -> str:
+def declare(buf: Buffer, offsets: dict[str, int], ctype: str, lanes: int = 0) -> str:
     if buf.kind == "scalars":
-        return f"{ctype} " + ", ".join(f"{buf.name}_{i}" for i in range(buf.numel)) + ";"
+        suffix = f"[{lanes}]" if lanes else ""
+        return f"{ctype} " + ", ".join(f"{buf.name}_{i}{suffix}" for i in range(buf.numel)) + ";"
     if buf.kind == "array":
         return f"{ctype} *{buf.name} = ({ctype} *)(ws + {offsets[buf.name]});"
     return ""
@@ -539,6 +541,138 @@ def const_decl(buf: Buffer, values: Tensor) -> str:
     items = ", ".join(literal(x, values.dtype) if values.dtype.is_floating_point else str(int(x))
                       for x in values.tolist())
     return f"static const {CTYPES[buf.dtype]} {buf.name}[{buf.numel}] = {{{items}}};"
+
+
+LANE_BYTES = 32
+"""Lanes mode: every scalar of one trajectory's step becomes a GCC/Clang vector of this many
+bytes (4 float64 or 8 float32 trajectories), so arithmetic is SIMD with no loops to compile."""
+VECTOR_SAFE = {"{a}", "({a} + {b})", "({a} - {b})", "({a} * {b})", "({a} / {b})", "(-{a})", "(({t})1 / {a})",
+               "({a} * {a})", "({a} * {a} * {a})", "(({t})1 / ({a} * {a}))"}
+"""Templates that are plain arithmetic, valid on vectors as written (others run lane by lane)."""
+LANE_VAR = re.compile(r"\b(v\d+_\d+|q\d+|w\d+)\b")
+
+
+def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch: int, n_theta: int,
+                   n_prefix: int, steps: int, start: int, fixed: Sequence[Tensor], dtype: torch.dtype) -> str:
+    """Like `generate` (same arguments of ``nc_loss``, no workspace) for a batch of ``batch``
+    independent trajectories of shape ``example`` (the state's shape is ``(batch, *example)``),
+    ``graph`` being ONE trajectory's step: the trajectories run a SIMD vector at a time
+    (`LANE_BYTES`), the whole rollout of a group in registers (one fused loop, as XLA fuses the
+    batch), rather than one loop per operation over the whole batch."""
+    if dtype not in (torch.float64, torch.float32):
+        raise Unsupported(f"dtype {dtype}")
+    g = Codegen(graph, dtype)
+    example = tuple(example)
+    nex = math.prod(example)
+    k = View(Buffer("k", 1, torch.float64, "scalars"), (), ())
+    y = g.new_buffer(example, dtype)
+    s = g.new_buffer((n_theta, *example), dtype)
+    theta = View(Buffer("theta", n_theta, dtype, "ptr"), (n_theta,), (1,))
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    if any(n.users for n in placeholders[4:]):
+        raise Unsupported("lanes: the step reads inputs other than the state and the constants")
+    fixed_views = [View(Buffer(f"fx{i}", 1, dtype, "ptr"), (), ()) for i in range(len(fixed))]
+    y2, s2 = g.plan([k, y, s, theta, *fixed_views])
+    if y2.shape != example or s2.shape != (n_theta, *example) or y2.buf.dtype != dtype or s2.buf.dtype != dtype:
+        raise Unsupported("lanes: the step's outputs are not one trajectory's")
+    ny2 = g.copy(y2) if y2.buf in (y.buf, s.buf) else y2
+    ns2 = g.copy(s2) if s2.buf in (y.buf, s.buf) else s2
+    g.decide_storage()
+    if any(b.kind == "array" for b in g.buffers) or any(op.reduce is not None for op in g.ops):
+        raise Unsupported("lanes: an operation too large to keep in registers")
+    ct = CTYPES[dtype]
+    width = LANE_BYTES // (8 if dtype == torch.float64 else 4)
+    ny = batch * nex
+    lanes = f"for (int l = 0; l < {width}; l++) "
+
+    def sub(text: str) -> str:  # one lane of every vector in a statement
+        return LANE_VAR.sub(r"\1[l]", text)
+    lines = ["#include <math.h>", "", f"typedef {ct} vec __attribute__((vector_size({LANE_BYTES})));",
+             f"typedef unsigned char vbool __attribute__((vector_size({width})));",
+             "void nc_loss(void **args) {",
+             f"  const {ct} *theta = (const {ct} *)args[0], *ys0 = (const {ct} *)args[1];",
+             f"  const {ct} *S0 = (const {ct} *)args[2], *data = (const {ct} *)args[3];",
+             f"  {ct} *out = ({ct} *)args[4];", "  (void)theta;"]
+    for buf, vals in g.consts:
+        lines.append("  " + const_decl(buf, vals))
+    last = n_prefix - 1
+
+    def vdecl(b: Buffer) -> str:
+        if b.dtype not in (dtype, torch.bool):
+            raise Unsupported(f"lanes: a value of dtype {b.dtype}")
+        return ("vbool " if b.dtype == torch.bool else "vec ") + ", ".join(f"{b.name}_{i}" for i in range(b.numel)) + ";"
+    lines += [f"  {ct} sq[{ny}], rs[{ny * n_theta}];",
+              f"  for (int e = 0; e < {ny}; e++) sq[e] = 0;",
+              f"  for (int e = 0; e < {ny * n_theta}; e++) rs[e] = 0;",
+              f"  for (int j = 0; j < {n_prefix}; j++)",
+              f"    for (int e = 0; e < {ny}; e++) {{",
+              f"      {ct} r = ys0[j*{ny} + e] - data[j*{ny} + e];",
+              "      sq[e] += r * r;",
+              f"      for (int p = 0; p < {n_theta}; p++) rs[p*{ny} + e] += r * S0[(j*{n_theta} + p)*{ny} + e];",
+              "    }",
+              f"  for (int b0 = 0; b0 < {batch}; b0 += {width}) {{",
+              f"    int bb[{width}];",
+              f"    {lanes}bb[l] = b0 + l < {batch} ? b0 + l : {batch - 1};  /* a last group's spare lanes repeat */",
+              "    " + vdecl(y.buf), "    " + vdecl(s.buf),
+              "    vec " + ", ".join(f"q{e}" for e in range(nex)) + ";",
+              "    vec " + ", ".join(f"w{e}" for e in range(nex * n_theta)) + ";"]
+    for e in range(nex):
+        lines.append(f"    {lanes}{{ {y.buf.ref(e)}[l] = ys0[{last * ny} + bb[l]*{nex} + {e}]; q{e}[l] = 0; }}")
+    for p in range(n_theta):
+        for e in range(nex):
+            lines.append(f"    {lanes}{{ {s.buf.ref(p * nex + e)}[l] = S0[({last * n_theta + p}*{batch} + bb[l])*{nex}"
+                         f" + {e}]; w{p * nex + e}[l] = 0; }}")
+    lines.append(f"    for (int i = 0; i < {steps}; i++) {{")
+    lines.append(f"      const double k = (double)(i + {start}); (void)k;")
+    lines.append(f"      const {ct} *d = data + (i + {n_prefix}) * {ny};")
+    for b in g.buffers:
+        if b.kind == "scalars" and b not in (y.buf, s.buf):
+            lines.append("      " + vdecl(b))
+    for op in g.ops:
+        for ix in itertools.product(*(range(n) for n in op.out.shape)):
+            subs, mixed = {}, False
+            for key, v in zip("abc", op.ins):
+                if isinstance(v, View):
+                    ref = v.at(ix)
+                    if CTYPES[v.buf.dtype] != op.ctype:  # cast first, as torch does: lane by lane
+                        ref, mixed = f"(({op.ctype}){ref})", True
+                    subs[key] = ref
+                else:
+                    subs[key] = v
+            expr = op.template.format(t=op.ctype, f=op.func, **subs)
+            target = op.out.at(ix)
+            if (op.template in VECTOR_SAFE and op.out.buf.dtype == dtype and op.ctype == ct and not mixed
+                    and LANE_VAR.search(expr)):  # (all-scalar right sides are stored lane by lane)
+                lines.append(f"      {target} = {expr};")
+            else:
+                lines.append(f"      {lanes}{sub(target)} = ({CTYPES[op.out.buf.dtype]}){sub(expr)};")
+    idx = list(itertools.product(*(range(n) for n in example)))
+    for e, ix in enumerate(idx):
+        lines.append(f"      {{ vec dv; {lanes}dv[l] = d[bb[l]*{nex} + {e}];")
+        lines.append(f"        vec r = {ny2.at(ix)} - dv; q{e} += r * r;")
+        for p in range(n_theta):
+            lines.append(f"        w{p * nex + e} += r * {ns2.at((p, *ix))};")
+        lines.append("      }")
+    for e, ix in enumerate(idx):
+        lines.append(f"      {y.buf.ref(e)} = {ny2.at(ix)};")
+    for p in range(n_theta):
+        for e, ix in enumerate(idx):
+            lines.append(f"      {s.buf.ref(p * nex + e)} = {ns2.at((p, *ix))};")
+    lines += ["    }",
+              f"    for (int l = 0; l < {width} && b0 + l < {batch}; l++) {{"]
+    for e in range(nex):
+        lines.append(f"      sq[(b0 + l)*{nex} + {e}] += q{e}[l];")
+        for p in range(n_theta):
+            lines.append(f"      rs[{p * ny} + (b0 + l)*{nex} + {e}] += w{p * nex + e}[l];")
+    n = ny * (n_prefix + steps)
+    lines += ["    }", "  }",
+              f"  {ct} loss = 0; for (int e = 0; e < {ny}; e++) loss += sq[e];",
+              f"  out[0] = loss / ({ct}){n};",
+              f"  for (int p = 0; p < {n_theta}; p++) {{",
+              f"    {ct} acc = 0; for (int e = 0; e < {ny}; e++) acc += rs[p*{ny} + e];",
+              f"    out[1 + p] = acc * {literal(2 / n, dtype)};",
+              "  }", "}", ""]
+    return "\n".join(lines)
 
 
 def generate(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int, n_prefix: int, steps: int,
@@ -701,15 +835,21 @@ def compile_source(source: str) -> Library:
 
 
 def build_loop(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int, n_prefix: int, steps: int,
-               start: int, fixed: Sequence[Tensor], dtype: torch.dtype) -> tuple[Callable[..., tuple[Tensor, Tensor]],
-                                                                                  Library, str]:
+               start: int, fixed: Sequence[Tensor], dtype: torch.dtype,
+               batch: int = 0) -> tuple[Callable[..., tuple[Tensor, Tensor]], Library, str]:
     """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)`` in C, its library and its source.
-    Raises `Unsupported`, `NoCompiler` or `CompileFailed`."""
+    ``batch``: if given, ``graph`` is one trajectory's step, ``shape`` one trajectory's, and
+    the state is ``batch`` of them (`generate_lanes`). Raises `Unsupported`, `NoCompiler` or
+    `CompileFailed`."""
     if any(f.device.type != "cpu" for f in fixed):
         raise Unsupported("tensors not on the CPU")
     try:
-        source, ws_bytes = generate(graph, shape=shape, n_theta=n_theta, n_prefix=n_prefix, steps=steps,
-                                    start=start, fixed=fixed, dtype=dtype)
+        if batch:
+            source, ws_bytes = generate_lanes(graph, example=shape, batch=batch, n_theta=n_theta, n_prefix=n_prefix,
+                                              steps=steps, start=start, fixed=fixed, dtype=dtype), 0
+        else:
+            source, ws_bytes = generate(graph, shape=shape, n_theta=n_theta, n_prefix=n_prefix, steps=steps,
+                                        start=start, fixed=fixed, dtype=dtype)
     except Unsupported:
         raise
     except Exception as e:  # noqa: BLE001 - a graph this generator misreads: inductor takes it

@@ -29,6 +29,7 @@ the reason, which `fit` reports before falling back to the eager path.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import types
 import warnings
@@ -93,6 +94,7 @@ class CompiledStep:
     def __init__(self, model: nn.Module, compiler: str | None) -> None:
         self.model, self.compiler = model, compiler
         self.backends: list[str] = []  # per build: "c", "inductor" or "eager"
+        self.c_lanes: list[bool] = []  # per C build: whether trajectories run in SIMD lanes
         self.cache: dict[Any, tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]] = {}
         self.compile_seconds: list[float] = []
 
@@ -149,20 +151,27 @@ class CompiledStep:
         out_shape.insert(len(shape) + 1 + plan.axis, plan.n_prefix + plan.steps)
         if tuple(target.shape) != tuple(out_shape):
             raise NotCompilable(f"the target's shape {tuple(target.shape)} is not the output's {tuple(out_shape)}")
+        use_c = self.compiler == "c" or (self.compiler == "auto" and theta.device.type == "cpu")  # C: CPU only
+        if use_c:  # first one trajectory's step in SIMD lanes: no trace of the batched step needed
+            lanes = self.build_c_lanes(plan, shape, theta, fixed)
+            if lanes is not None:
+                self.backends.append("c")
+                self.c_lanes.append(True)
+                return plan, lanes, shape
         graph = step_graph(plan, torch.zeros(shape, dtype=theta.dtype, device=theta.device), theta, fixed)
         loop = rollout_loss(graph, plan)
         if self.compiler is None:
             self.backends.append("eager")
             return plan, loop, shape
-        if self.compiler == "c" or (self.compiler == "auto" and theta.device.type == "cpu"):  # C is CPU-only
+        if use_c:
             c_loop = self.build_c(graph, plan, shape, theta, fixed)
             if c_loop is not None:
                 self.backends.append("c")
+                self.c_lanes.append(False)
                 return plan, c_loop, shape
         self.backends.append("inductor")
         compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
         return plan, compiled, shape
-
 
     def build_c(self, graph: torch.fx.GraphModule, plan: ScanPlan, shape: torch.Size, theta: Tensor,
                 fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
@@ -184,6 +193,28 @@ class CompiledStep:
             warnings.warn(f"compiled step: no C backend ({kind}: {e}); compiling with inductor", FitWarning,
                           stacklevel=4)
             return None
+
+
+    def build_c_lanes(self, plan: ScanPlan, shape: torch.Size, theta: Tensor,
+                      fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
+        """For a batch of trajectories too large for registers, the C loop over groups of
+        trajectories (`c_backend.generate_lanes`, one trajectory's step traced), or None where
+        that does not apply or fails for any reason (then the batched step's C is tried, and
+        reports the failure if it fails too)."""
+        region = plan.scan.region
+        assert region is not None
+        rank = region.inputs[1].rank
+        example, batch = shape[len(shape) - rank:], math.prod(shape[:len(shape) - rank])
+        if batch <= 1 or math.prod(shape) * theta.shape[0] <= c_backend.UNROLL or theta.device.type != "cpu":
+            return None
+        try:
+            one = step_graph(plan, torch.zeros(example, dtype=theta.dtype, device=theta.device), theta, fixed)
+            loop, _, _ = c_backend.build_loop(one, shape=tuple(example), n_theta=theta.shape[0],
+                                              n_prefix=plan.n_prefix, steps=plan.steps, start=plan.start,
+                                              fixed=fixed, dtype=theta.dtype, batch=batch)
+        except Exception:  # noqa: BLE001 - unsupported, or one trajectory's step did not trace: the batched C next
+            return None
+        return loop
 
 
 def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -62,20 +62,40 @@ def c_step(model: nc.NcModule, s0: torch.Tensor, data: torch.Tensor,
 CASES = {
     "lv-batch1": (LV.format(steps=100), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64)),
     "lv-batch3": (LV.format(steps=100), LV_TRUE, LV_START, BATCH),
-    "lv-batch40": (LV.format(steps=30), LV_TRUE, LV_START,  # arrays and loops, not scalars
-                   torch.linspace(1.0, 3.0, 80, dtype=F64).reshape(40, 2)),
+    "lv-batch37": (LV.format(steps=30), LV_TRUE, LV_START,  # SIMD lanes, the last group partly spare
+                   torch.linspace(1.0, 3.0, 74, dtype=F64).reshape(37, 2)),
     "pendulum": (PENDULUM.format(steps=200), PENDULUM_TRUE, PEND_START, torch.tensor([1.0, 0.0], dtype=F64)),
     "initial-state-from-constant": (SHIFTED, {"k": 2.0, "x0": 1.0}, {"k": 1.5, "x0": 0.7}, BATCH),
     "mixed-ops": (MIXED, MIXED_TRUE, MIXED_START, BATCH),
+    "mixed-ops-batch37": (MIXED, MIXED_TRUE, MIXED_START, torch.linspace(-1.0, 1.0, 74, dtype=F64).reshape(37, 2)),
+    "pendulum-batch9": (PENDULUM.format(steps=200), PENDULUM_TRUE, PEND_START,
+                        torch.linspace(-1.0, 1.0, 18, dtype=F64).reshape(9, 2)),
 }
+LANES = {"lv-batch3": True, "lv-batch37": True, "mixed-ops": True, "mixed-ops-batch37": True, "pendulum-batch9": True}
+"""The cases whose batch runs in SIMD lanes (state and sensitivities above `UNROLL` scalars)."""
+SLOW = {"mixed-ops-batch37"}  # 4-9 s: many operations, compiled twice
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_float64_equals_autograd(case: str) -> None:
+def params(cases: list[str]) -> list[object]:
+    return [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in cases]
+
+
+def no_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batched step's own C (arrays and loops over the batch), as without SIMD lanes."""
+    monkeypatch.setattr(nc.CompiledStep, "build_c_lanes", lambda *args: None)
+
+
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "arrays"])
+@pytest.mark.parametrize("case", params(list(CASES)))
+def test_float64_equals_autograd(case: str, lanes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not lanes:
+        if case not in LANES:
+            pytest.skip("no lanes at this batch anyway")
+        no_lanes(monkeypatch)
     src, true, start, s0 = CASES[case]
     model, s0, data = setup(src, true, start, s0)
     got, step = c_step(model, s0, data)
-    assert step.backends == ["c"]
+    assert step.backends == ["c"] and step.c_lanes == [lanes and LANES.get(case, False)]
     torch.testing.assert_close(got, eager(model, s0, data), rtol=1e-10, atol=0.0)
     with torch.no_grad():
         for p in model.parameters():
@@ -84,8 +104,11 @@ def test_float64_equals_autograd(case: str) -> None:
     torch.testing.assert_close(got, eager(model, s0, data), rtol=1e-10, atol=0.0)
 
 
-@pytest.mark.parametrize("case", ["lv-batch1", "lv-batch40", "mixed-ops"])
-def test_float32_close_to_autograd(case: str) -> None:
+@pytest.mark.parametrize("case", params(["lv-batch1", "lv-batch37", "mixed-ops", "mixed-ops-batch37", "arrays"]))
+def test_float32_close_to_autograd(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if case == "arrays":
+        no_lanes(monkeypatch)
+        case = "lv-batch37"
     src, true, start, s0 = CASES[case]
     model, s0, data = setup(src, true, start, s0)
     model, s0, data = model.float(), s0.float(), data.float()
