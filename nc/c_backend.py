@@ -16,6 +16,12 @@ registers; larger ones are arrays in one workspace, reused once dead, written by
 static strides. Operations without tensor inputs (``eye``, zeros) are constants. Any other
 operation raises `Unsupported` with its name, and the caller falls back to inductor.
 
+A batch of independent trajectories too large for registers runs in *lanes*
+(`generate_lanes`): the step of ONE trajectory is scalarized as above, every scalar being a
+GCC/Clang vector of 4 float64 or 8 float32 trajectories, and each group's whole rollout runs in
+registers: one fused loop, as XLA fuses the batch (LV batch 256: 1.2 ms float64 against 5.3 ms
+with one loop per operation over the batch).
+
 The C is compiled with the system compiler (``$CC``, ``cc`` or ``gcc``) at ``-O3`` with exact
 IEEE semantics (no ``-ffast-math``, ``-ffp-contract=off`` so no fused multiply-adds), computing
 in the tensors' dtype (float64 or float32); results equal autograd through the eager rollout to
