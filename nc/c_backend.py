@@ -559,8 +559,9 @@ LANE_VAR = re.compile(r"\b(v\d+_\d+|q\d+|w\d+)\b")
 
 
 def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch: int, n_theta: int,
-                   n_prefix: int, steps: int, start: int, fixed: Sequence[Tensor], dtype: torch.dtype) -> str:
-    """Like `generate` (same arguments of ``nc_loss``, no workspace) for a batch of ``batch``
+                   n_prefix: int, steps: int, start: int, fixed: Sequence[Tensor],
+                   dtype: torch.dtype) -> tuple[str, int]:
+    """Like `generate` (the same arguments of ``nc_loss``) for a batch of ``batch``
     independent trajectories of shape ``example`` (the state's shape is ``(batch, *example)``),
     ``graph`` being ONE trajectory's step: the trajectories run a SIMD vector at a time
     (`LANE_BYTES`), the whole rollout of a group in registers (one fused loop, as XLA fuses the
@@ -607,7 +608,7 @@ def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch
         if b.dtype not in (dtype, torch.bool):
             raise Unsupported(f"lanes: a value of dtype {b.dtype}")
         return ("vbool " if b.dtype == torch.bool else "vec ") + ", ".join(f"{b.name}_{i}" for i in range(b.numel)) + ";"
-    lines += [f"  {ct} sq[{ny}], rs[{ny * n_theta}];",
+    lines += [f"  {ct} *sq = ({ct} *)args[5], *rs = sq + {ny};  /* the workspace: a batch may not fit the stack */",
               f"  for (int e = 0; e < {ny}; e++) sq[e] = 0;",
               f"  for (int e = 0; e < {ny * n_theta}; e++) rs[e] = 0;",
               f"  for (int j = 0; j < {n_prefix}; j++)",
@@ -678,7 +679,7 @@ def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch
               f"    {ct} acc = 0; for (int e = 0; e < {ny}; e++) acc += rs[p*{ny} + e];",
               f"    out[1 + p] = acc * {literal(2 / n, dtype)};",
               "  }", "}", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), ny * (1 + n_theta) * (8 if dtype == torch.float64 else 4)
 
 
 def generate(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int, n_prefix: int, steps: int,
@@ -726,12 +727,14 @@ def generate(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int,
     for buf, vals in g.consts:
         lines.append("  " + const_decl(buf, vals))
     state_arrays = [y.buf, s.buf]
-    for b in state_arrays:
+    for b in state_arrays:  # the state and the sums after the step's buffers (not the stack: a batch may not fit)
         if b.kind == "array":
-            lines.append(f"  {ct} {b.name}[{b.numel}];")
+            lines.append(f"  {ct} *{b.name} = ({ct} *)(ws + {ws});")
+            ws += b.numel * 8
         else:
             lines.append("  " + declare(b, {}, ct))
-    lines.append(f"  {ct} sq[{ny}], rs[{ny * n_theta}];")
+    lines.append(f"  {ct} *sq = ({ct} *)(ws + {ws}), *rs = sq + {ny};")
+    ws += ny * (1 + n_theta) * 8
     # the prefix: residuals of the states before the loop, and the state the loop starts from
     last = n_prefix - 1
     lines += [f"  for (int e = 0; e < {ny}; e++) sq[e] = 0;",
@@ -852,7 +855,7 @@ def build_loop(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: in
     try:
         if batch:
             source, ws_bytes = generate_lanes(graph, example=shape, batch=batch, n_theta=n_theta, n_prefix=n_prefix,
-                                              steps=steps, start=start, fixed=fixed, dtype=dtype), 0
+                                              steps=steps, start=start, fixed=fixed, dtype=dtype)
         else:
             source, ws_bytes = generate(graph, shape=shape, n_theta=n_theta, n_prefix=n_prefix, steps=steps,
                                         start=start, fixed=fixed, dtype=dtype)

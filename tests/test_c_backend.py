@@ -117,6 +117,18 @@ def test_float32_close_to_autograd(case: str, monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(got, eager(model, s0, data), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "arrays"])
+def test_a_batch_larger_than_the_stack(lanes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 100,000 trajectories: state, sensitivities and sums (8 MB) live in the workspace, not the stack
+    if not lanes:
+        no_lanes(monkeypatch)
+    s0 = 1.0 + torch.rand(100_000, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, s0)
+    got, step = c_step(model, s0, data)
+    assert step.c_lanes == [lanes]
+    torch.testing.assert_close(got, eager(model, s0, data), rtol=1e-10, atol=0.0)
+
+
 def test_default_is_c_and_fit_reaches_the_eager_constants() -> None:
     results = []
     for compile in (False, True):
