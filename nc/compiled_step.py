@@ -89,7 +89,9 @@ class CompiledStep:
     """Callable: ``step(*inputs, target=data, **named_inputs) -> loss`` (a detached scalar),
     adding the gradient to each trainable parameter's ``.grad``. ``loss_and_grad`` returns the
     gradients instead. Built (traced, differentiated, compiled) once per signature of shapes
-    and dtypes; ``compile_seconds`` holds how long each build took."""
+    and dtypes; ``compile_seconds`` holds how long each build took, ``backends`` which
+    compiler each build used (``"c"``, ``"inductor"``, ``"eager"``) and ``c_lanes`` whether
+    each C build ran the batch in SIMD lanes."""
 
     def __init__(self, model: nn.Module, compiler: str | None) -> None:
         self.model, self.compiler = model, compiler
