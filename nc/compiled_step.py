@@ -4,9 +4,18 @@ For a model whose output is a rolled ``rk4``/``euler`` (`nc.scan`) and whose tra
 constants are a few scalars, the training step (rollout, mean squared error against the data,
 gradient w.r.t. the constants) is one forward loop: the state and its sensitivities
 (`nc.sensitivities`) advance together, and the loss and gradient are summed as the loop goes, so
-nothing is taped and no history is kept. The loop is a ``torch._higher_order_ops.while_loop``,
-so PyTorch's compiler (inductor) sees the step once, whatever the step count, and fuses each
-step with its sensitivities and sums into one kernel. Gradients equal autograd's through the eager rollout to rounding.
+nothing is taped and no history is kept. Gradients equal autograd's through the eager rollout
+to rounding. Two compilers, chosen by ``compiler=``:
+
+- ``"c"`` (`nc.c_backend`): the whole loop (steps, sensitivities, residuals, sums) as one
+  plain C function generated from the step's graph and built by the system C compiler (about
+  0.1-1 s, cached on disk), called once per training step; CPU only.
+- ``"inductor"``: the loop is a ``torch._higher_order_ops.while_loop`` that PyTorch's compiler
+  sees once, whatever the step count, fusing each step with its sensitivities and sums into
+  one kernel (7-23 s to compile; the loop runs from Python, 25-45 us an iteration).
+- ``"auto"`` (the default): ``"c"`` for CPU tensors, falling back to inductor with a
+  `FitWarning` saying why (no C compiler, the compiler failed, an operation the C generator
+  does not handle); inductor for other devices. ``compiler="c"`` raises a `CallError` instead.
 
     >>> step = nc.compiled_step(model)            # compiled per input shapes, on first call
     >>> loss = step(s0, target=data)              # sets p.grad, as loss.backward() would
@@ -20,8 +29,10 @@ the reason, which `fit` reports before falling back to the eager path.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,14 +40,16 @@ import torch
 from torch import Tensor, nn
 from torch._higher_order_ops.while_loop import while_loop
 
+from . import c_backend
 from .binding import bind_arguments
 from .errors import CallError
+from .fit_result import FitWarning
 from .module import NcModule
 from .sensitivities import ScanPlan, plan_scan, step_graph
 
 __all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
 
-COMPILERS = ("inductor", None)
+COMPILERS = ("auto", "c", "inductor", None)
 CPP_WRAPPER = False
 """inductor's C++ wrapper (the loop in C++). Measured no faster than the Python wrapper here (2.3 ms
 a step either way at batch 1, once the loop's inputs are no views), and on torch 2.13 it crashed
@@ -52,12 +65,17 @@ class NotCompilable(CallError):
         self.reason = reason
 
 
-def compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> CompiledStep:
+def compiled_step(model: nn.Module, *, compiler: str | None = "auto") -> CompiledStep:
     """The compiled MSE training step of ``model`` (an `nc.NcModule` whose output is a rolled
     integration and whose trainable constants are at most 16 scalars).
 
-    ``compiler="inductor"`` compiles with ``torch.compile`` (inductor; the loop in its Python
-    wrapper), 7-23 s on first call per shape signature on a loaded 2-core CPU;
+    ``compiler="c"`` generates the whole loop as plain C (`nc.c_backend`: one C function per
+    shape signature, compiled by the system C compiler in about a second and cached on disk;
+    CPU tensors of float32/float64); ``compiler="inductor"`` compiles with ``torch.compile``
+    (inductor; the loop in its Python wrapper), 7-23 s on first call per shape signature on a
+    loaded 2-core CPU; ``compiler="auto"`` (the default) takes ``"c"`` for CPU tensors and
+    inductor for others (CUDA), and also falls back to inductor, with a `FitWarning` saying why,
+    where C does not apply (no C compiler, an operation of the step it does not generate);
     ``compiler=None`` runs the same sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
     """
     if not isinstance(model, NcModule):
@@ -71,10 +89,14 @@ class CompiledStep:
     """Callable: ``step(*inputs, target=data, **named_inputs) -> loss`` (a detached scalar),
     adding the gradient to each trainable parameter's ``.grad``. ``loss_and_grad`` returns the
     gradients instead. Built (traced, differentiated, compiled) once per signature of shapes
-    and dtypes; ``compile_seconds`` holds how long each build took."""
+    and dtypes; ``compile_seconds`` holds how long each build took, ``backends`` which
+    compiler each build used (``"c"``, ``"inductor"``, ``"eager"``) and ``c_lanes`` whether
+    each C build ran the batch in SIMD lanes."""
 
     def __init__(self, model: nn.Module, compiler: str | None) -> None:
         self.model, self.compiler = model, compiler
+        self.backends: list[str] = []  # per build: "c", "inductor" or "eager"
+        self.c_lanes: list[bool] = []  # per C build: whether trajectories run in SIMD lanes
         self.cache: dict[Any, tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]] = {}
         self.compile_seconds: list[float] = []
 
@@ -131,12 +153,70 @@ class CompiledStep:
         out_shape.insert(len(shape) + 1 + plan.axis, plan.n_prefix + plan.steps)
         if tuple(target.shape) != tuple(out_shape):
             raise NotCompilable(f"the target's shape {tuple(target.shape)} is not the output's {tuple(out_shape)}")
+        use_c = self.compiler == "c" or (self.compiler == "auto" and theta.device.type == "cpu")  # C: CPU only
+        if use_c:  # first one trajectory's step in SIMD lanes: no trace of the batched step needed
+            lanes = self.build_c_lanes(plan, shape, theta, fixed)
+            if lanes is not None:
+                self.backends.append("c")
+                self.c_lanes.append(True)
+                return plan, lanes, shape
         graph = step_graph(plan, torch.zeros(shape, dtype=theta.dtype, device=theta.device), theta, fixed)
         loop = rollout_loss(graph, plan)
         if self.compiler is None:
+            self.backends.append("eager")
             return plan, loop, shape
+        if use_c:
+            c_loop = self.build_c(graph, plan, shape, theta, fixed)
+            if c_loop is not None:
+                self.backends.append("c")
+                self.c_lanes.append(False)
+                return plan, c_loop, shape
+        self.backends.append("inductor")
         compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
         return plan, compiled, shape
+
+    def build_c(self, graph: torch.fx.GraphModule, plan: ScanPlan, shape: torch.Size, theta: Tensor,
+                fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
+        """The loop in C (`nc.c_backend`), or None (``"auto"``: inductor takes over, with a
+        `FitWarning` saying why); ``compiler="c"`` raises a `CallError` instead."""
+        try:
+            if theta.device.type != "cpu":
+                raise c_backend.Unsupported(f"tensors on {theta.device.type}")
+            loop, _, _ = c_backend.build_loop(graph, shape=tuple(shape), n_theta=theta.shape[0],
+                                              n_prefix=plan.n_prefix, steps=plan.steps, start=plan.start,
+                                              fixed=fixed, dtype=theta.dtype)
+            return loop
+        except (c_backend.Unsupported, c_backend.NoCompiler, c_backend.CompileFailed) as e:
+            kind = {c_backend.Unsupported: "unsupported", c_backend.NoCompiler: "no C compiler",
+                    c_backend.CompileFailed: "the C compiler failed"}[type(e)]
+            if self.compiler == "c":
+                raise CallError(f"compiler='c': {kind}: {e}", None,
+                                hint="use compiler='auto' or 'inductor'") from e
+            warnings.warn(f"compiled step: no C backend ({kind}: {e}); compiling with inductor", FitWarning,
+                          stacklevel=4)
+            return None
+
+
+    def build_c_lanes(self, plan: ScanPlan, shape: torch.Size, theta: Tensor,
+                      fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
+        """For a batch of trajectories too large for registers, the C loop over groups of
+        trajectories (`c_backend.generate_lanes`, one trajectory's step traced), or None where
+        that does not apply or fails for any reason (then the batched step's C is tried, and
+        reports the failure if it fails too)."""
+        region = plan.scan.region
+        assert region is not None
+        rank = region.inputs[1].rank
+        example, batch = shape[len(shape) - rank:], math.prod(shape[:len(shape) - rank])
+        if batch <= 1 or math.prod(shape) * theta.shape[0] <= c_backend.UNROLL or theta.device.type != "cpu":
+            return None
+        try:
+            one = step_graph(plan, torch.zeros(example, dtype=theta.dtype, device=theta.device), theta, fixed)
+            loop, _, _ = c_backend.build_loop(one, shape=tuple(example), n_theta=theta.shape[0],
+                                              n_prefix=plan.n_prefix, steps=plan.steps, start=plan.start,
+                                              fixed=fixed, dtype=theta.dtype, batch=batch)
+        except Exception:  # noqa: BLE001 - unsupported, or one trajectory's step did not trace: the batched C next
+            return None
+        return loop
 
 
 def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -174,7 +174,7 @@ def test_inductor_step_equals_autograd(case: str) -> None:
     else:
         model, s0, data = setup(PENDULUM.format(steps=200), PENDULUM_TRUE, PEND_START,
                                 torch.tensor([1.0, 0.0], dtype=F64))
-    step = nc.compiled_step(model)
+    step = nc.compiled_step(model, compiler="inductor")  # the default on the CPU is C: tests/test_c_backend.py
     assert_equal_gradients(step, model, s0, data)
     with torch.no_grad():
         for p in model.parameters():
