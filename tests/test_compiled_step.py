@@ -247,14 +247,16 @@ def test_fit_result_records_a_compiler_failure(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.slow
-def test_inductor_settings_stay_local_and_the_cache_tells_step_counts_apart(tmp_path: object,
+def test_inductor_settings_stay_local_and_the_cache_tells_models_apart(tmp_path: object,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # Our compile marks while_loop cacheable for inductor's on-disk caches: two models that
-    # differ only in the loop's trip count (same shapes) must not share a cache entry.
+    # differ only inside the loop's body (the step dt; same shapes) must not share a cache entry.
     import torch._inductor.config as inductor_config
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     before = (inductor_config.compile_threads, dict(inductor_config.unsafe_marked_cacheable_functions))
-    for steps in (30, 40):
-        model, s0, data = setup(LV.format(steps=steps), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
+    for dt in ("0.1", "0.05"):
+        src = LV.format(steps=30).replace("s0 0.1 30", f"s0 {dt} 30")
+        assert f"s0 {dt} 30" in src
+        model, s0, data = setup(src, LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
         assert_equal_gradients(nc.compiled_step(model), model, s0, data)
     assert (inductor_config.compile_threads, dict(inductor_config.unsafe_marked_cacheable_functions)) == before
