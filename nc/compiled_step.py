@@ -116,7 +116,7 @@ class CompiledStep:
         if hit is None:
             hit = self.cache[key] = self.build(ordered, theta_pos, theta, fixed, target)
         plan, fn, shape = hit
-        data = target.detach().movedim(plan.axis, 0).contiguous()  # outside the loop: see rollout_loss
+        data = target.detach().movedim(plan.axis, 0).contiguous()  # outside: see rollout_loss
         loss, grad = fn(theta, *prefix(plan, shape, theta, fixed), data, *fixed)
         if len(self.compile_seconds) < len(self.cache):
             self.compile_seconds.append(time.perf_counter() - start)
@@ -144,11 +144,11 @@ class CompiledStep:
         if tuple(target.shape) != tuple(out_shape):
             raise NotCompilable(f"the target's shape {tuple(target.shape)} is not the output's {tuple(out_shape)}")
         graph = step_graph(plan, torch.zeros(shape, dtype=theta.dtype, device=theta.device), theta, fixed)
-        sums = rollout_sums(graph, plan)
+        loop = rollout_loss(graph, plan)
         if self.compiler is None:
-            return plan, rollout_loss(sums, plan), shape
-        compiled = torch.compile(fresh_code(sums), fullgraph=True, dynamic=False, options=inductor_options())
-        return plan, rollout_loss(compiled, plan), shape
+            return plan, loop, shape
+        compiled = compile_inductor(loop)
+        return plan, compiled, shape
 
 
 def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -171,8 +171,19 @@ def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Ten
     return ys, jac.movedim(-1, 1).contiguous()
 
 
-def rollout_loss(sums: Callable[..., tuple[Tensor, Tensor]], plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)`` around `rollout_sums`'s loop.
+def compile_inductor(loop: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
+    """`rollout_loss`'s ``loop`` with its while loop (``loop.sums``) compiled by inductor,
+    with `inductor_options`."""
+    sums = torch.compile(fresh_code(loop.sums), fullgraph=True, dynamic=False,  # type: ignore[attr-defined]
+                         options=inductor_options())
+    return loop.with_sums(sums)  # type: ignore[attr-defined,no-any-return]
+
+
+def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan,
+                 sums: Callable[..., tuple[Tensor, Tensor]] | None = None) -> Callable[..., tuple[Tensor, Tensor]]:
+    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)`` around `rollout_sums`'s loop
+    (``sums``, by default run eagerly; the function's ``sums`` attribute, and ``with_sums(f)``
+    the same loss around another, e.g. compiled, loop).
 
     The residuals of the initial states and the final reductions are a few eager operations
     outside the compiled loop: in it each cost a C++ kernel to compile (about 1 s apiece on a
@@ -183,6 +194,7 @@ def rollout_loss(sums: Callable[..., tuple[Tensor, Tensor]], plan: ScanPlan) -> 
     (moved by the caller: a view of an input read in the loop crashed inductor's C++ wrapper,
     see `CPP_WRAPPER`)."""
     npre, steps = plan.n_prefix, plan.steps
+    loop = rollout_sums(graph, plan) if sums is None else sums
     counts: dict[torch.device, tuple[Tensor, Tensor]] = {}  # the loop's start and trip count, made once
 
     def loss(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
@@ -190,8 +202,10 @@ def rollout_loss(sums: Callable[..., tuple[Tensor, Tensor]], plan: ScanPlan) -> 
         r0 = ys0 - data[:npre]
         if theta.device not in counts:
             counts[theta.device] = (torch.tensor(0, device=theta.device), torch.tensor(steps, device=theta.device))
-        sq, rs = sums(*counts[theta.device], theta, ys0[-1], s0[-1], (r0 * r0).sum(0), (r0.unsqueeze(1) * s0).sum(0), data, *fixed)
+        sq, rs = loop(*counts[theta.device], theta, ys0[-1], s0[-1], (r0 * r0).sum(0), (r0.unsqueeze(1) * s0).sum(0), data, *fixed)
         return sq.sum() / n, rs.reshape(p, -1).sum(1) * (2 / n)
+    loss.sums = loop  # type: ignore[attr-defined]
+    loss.with_sums = lambda other: rollout_loss(graph, plan, other)  # type: ignore[attr-defined]
     return loss
 
 
