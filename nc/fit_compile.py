@@ -41,7 +41,9 @@ def compiled_objective(model: nn.Module, data: FitData | None, loss: Any, compil
             def objective() -> Any:
                 return step(*data.args, target=data.target, **data.kwargs)
             seconds = step.compile_seconds[-1] if step.compile_seconds else 0.0
-            return objective, f"compiled step ({step.compiler or 'eager'}), first call {seconds:.1f} s"
+            used = getattr(step, "backends", None)  # which compiler a build used, where it can choose
+            backend = used[-1] if used else step.compiler or "eager"
+            return objective, f"compiled step ({backend}), first call {seconds:.1f} s"
         except NotCompilable as e:
             why = e.reason
         except Exception as e:  # noqa: BLE001 - PyTorch's compiler fails in many types (missing C++ compiler, unsupported op)
