@@ -56,6 +56,18 @@ a step either way at batch 1, once the loop's inputs are no views), and on torch
 (segfault: a use-after-free of a view of an input read inside the loop), so it stays off."""
 
 
+def inductor_options() -> dict[str, Any]:
+    """Inductor settings for our compile only (``torch.compile(options=...)`` patches them around
+    it; the user's global config is untouched). Measured on the loaded 2-core CPU, first compile
+    of the LV step in a fresh process (bench/README.md): ``compile_threads=1`` compiles the few
+    kernels in-process instead of first starting a pool of compile workers (22 s -> 14 s cold);
+    marking ``while_loop`` cacheable lets inductor's on-disk FX graph and AOT caches (keyed by
+    the graphs' code, the loop's subgraphs included) serve a later process instead of bypassing
+    them, so a warm compile skips lowering and codegen too."""
+    return {"cpp_wrapper": CPP_WRAPPER, "compile_threads": 1, "max_autotune": False,
+            "unsafe_marked_cacheable_functions": {"torch.ops.higher_order.while_loop": f"nc-{torch.__version__}"}}
+
+
 class NotCompilable(CallError):
     """The model or the call does not have the form the compiled step handles; ``reason`` says why."""
 
@@ -172,7 +184,7 @@ class CompiledStep:
                 self.c_lanes.append(False)
                 return plan, c_loop, shape
         self.backends.append("inductor")
-        compiled = torch.compile(fresh_code(loop), fullgraph=True, dynamic=False, options={"cpp_wrapper": CPP_WRAPPER})
+        compiled = compile_inductor(loop)
         return plan, compiled, shape
 
     def build_c(self, graph: torch.fx.GraphModule, plan: ScanPlan, shape: torch.Size, theta: Tensor,
@@ -239,28 +251,62 @@ def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Ten
     return ys, jac.movedim(-1, 1).contiguous()
 
 
-def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)``, ``data`` the target with the step
-    axis first (moved by the caller: a view of an input read in the loop crashed inductor's C++
-    wrapper, see `CPP_WRAPPER`): the loop of `plan`'s step and its
-    sensitivities, the squared residuals and their products with the sensitivities summed
-    elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
-    own each step) and reduced once at the end."""
-    npre, steps, start = plan.n_prefix, plan.steps, plan.start
+def compile_inductor(loop: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
+    """`rollout_loss`'s ``loop`` with its while loop (``loop.sums``) compiled by inductor,
+    with `inductor_options`."""
+    sums = torch.compile(fresh_code(loop.sums), fullgraph=True, dynamic=False,  # type: ignore[attr-defined]
+                         options=inductor_options())
+    return loop.with_sums(sums)  # type: ignore[attr-defined,no-any-return]
 
-    def loop(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
+
+def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan,
+                 sums: Callable[..., tuple[Tensor, Tensor]] | None = None) -> Callable[..., tuple[Tensor, Tensor]]:
+    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)`` around `rollout_sums`'s loop
+    (``sums``, by default run eagerly; the function's ``sums`` attribute, and ``with_sums(f)``
+    the same loss around another, e.g. compiled, loop).
+
+    The residuals of the initial states and the final reductions are a few eager operations
+    outside the compiled loop: in it each cost a C++ kernel to compile (about 1 s apiece on a
+    loaded 2-core CPU) for microseconds of work (measured 1-4% slower a step, 2 s less to
+    compile). So is the loop counter's zero, and the trip count is an input rather than a
+    constant, so that the condition's kernel is the same for every model and comes from
+    inductor's on-disk cache after the first. ``data`` is the target with the step axis first
+    (moved by the caller: a view of an input read in the loop crashed inductor's C++ wrapper,
+    see `CPP_WRAPPER`)."""
+    npre, steps = plan.n_prefix, plan.steps
+    loop = rollout_sums(graph, plan) if sums is None else sums
+    counts: dict[torch.device, tuple[Tensor, Tensor]] = {}  # the loop's start and trip count, made once
+
+    def loss(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
         n, p = data.numel(), theta.shape[0]
         r0 = ys0 - data[:npre]
+        if theta.device not in counts:
+            counts[theta.device] = (torch.tensor(0, device=theta.device), torch.tensor(steps, device=theta.device))
+        sq, rs = loop(*counts[theta.device], theta, ys0[-1], s0[-1], (r0 * r0).sum(0), (r0.unsqueeze(1) * s0).sum(0), data, *fixed)
+        return sq.sum() / n, rs.reshape(p, -1).sum(1) * (2 / n)
+    loss.sums = loop  # type: ignore[attr-defined]
+    loss.with_sums = lambda other: rollout_loss(graph, plan, other)  # type: ignore[attr-defined]
+    return loss
 
+
+def rollout_sums(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
+    """``(i0, n, theta, y, S, sq, rs, data, *fixed) -> (sq, rs)`` (``i0`` a zero, ``n`` the
+    trip count, 0-d int64 tensors): the loop of `plan`'s step and its sensitivities from the
+    last initial state, the squared residuals and their products with the sensitivities summed
+    elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
+    own each step). (A condition returning an exit flag carried from the body, which would
+    spare its kernel, is refused by ``while_loop``: an output may not alias an input.)"""
+    npre, start = plan.n_prefix, plan.start
+
+    def loop(i0: Tensor, n: Tensor, theta: Tensor, y0: Tensor, s0: Tensor, sq0: Tensor, rs0: Tensor, data: Tensor,
+             *fixed: Tensor) -> tuple[Tensor, Tensor]:
         def cond(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> Tensor:
-            return i < steps
+            return i < n
 
-        def body(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        def body(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> tuple[Tensor, ...]:
             y2, s2 = graph((i + start).to(torch.float64), y, s, theta, *fixed)
             r = y2 - torch.index_select(data, 0, (i + npre).reshape(1))[0]
             return i + 1, y2, s2, sq + r * r, rs + r * s2
-        init = (torch.zeros((), dtype=torch.int64, device=theta.device), ys0[-1], s0[-1], (r0 * r0).sum(0),
-                (r0.unsqueeze(1) * s0).sum(0))
-        out = while_loop(cond, body, init)
-        return out[3].sum() / n, out[4].reshape(p, -1).sum(1) * (2 / n)
+        out = while_loop(cond, body, (i0, y0, s0, sq0, rs0))
+        return out[3], out[4]
     return loop

@@ -211,7 +211,7 @@ def fit(
         data = prepare(inputs, target, dtype, params[0].device, tensor_target=isinstance(loss, str))  # type: ignore[arg-type]
         if batch_size is not None:
             data.leading_size()
-    grad = compiled_objective(model, data, loss, compile, batch_size)
+    grad, compile_note = compiled_objective(model, data, loss, compile, batch_size)
     loss_fn, gen = loss_function(loss), generator(seed)
     points = start_points(named, starts, grid)
     t0 = time.perf_counter()
@@ -263,7 +263,7 @@ def fit(
     return FitResult(result.history, result.loss, {n: v for (n, _, _), v in zip(named, values)},
                      len(result.history), result.converged, time.perf_counter() - t0, restart, tuple(finals),
                      start, result.stop_reason, result.best_epoch, optimizer, choice, unc.stderr, unc.covariance,
-                     unc.names, unc.note, tuple(said))
+                     unc.names, unc.note, tuple(said), compiled=grad is not None, compile_note=compile_note)
 
 
 def _options(args: dict[str, Any]) -> tuple[FitOptions, int | None]:

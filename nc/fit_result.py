@@ -11,6 +11,9 @@ from torch import Tensor
 from nc.errors import CallError
 from nc.uncertainty import format_value
 
+NOT_ASKED = "not asked for (compile=False)"
+"""`FitResult.compile_note` of a fit without ``compile=``."""
+
 
 class FitWarning(RuntimeWarning):
     """A fit that ended unconverged or in a visibly poor minimum (with a hint what to try)."""
@@ -40,6 +43,10 @@ class FitResult:
     scalar constant; ``covariance`` [p, p] over every estimated scalar, named by
     ``covariance_names``; ``uncertainty``: the assumptions behind them, or why there are none
     (see `nc.uncertainty`). ``warnings``: the `FitWarning` messages the fit issued.
+
+    ``compiled``: whether the training steps ran the compiled step (``fit(..., compile=...)``,
+    `nc.compiled_step`); ``compile_note``: its first call's time, or why it was not used (not
+    asked for, the model's or the call's form, or PyTorch's compiler failing).
     """
 
     history: list[float]
@@ -60,6 +67,8 @@ class FitResult:
     covariance_names: tuple[str, ...] = ()
     uncertainty: str = ""
     warnings: tuple[str, ...] = ()
+    compiled: bool = False
+    compile_note: str = NOT_ASKED
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """The normal-approximation confidence interval ``value -+ z * stderr`` of a scalar constant."""
@@ -82,6 +91,8 @@ class FitResult:
         state = "converged" if self.converged else "NOT converged"
         lines.append(f"optimizer {self.optimizer} ({self.choice}); loss {self.loss:.6g}; {self.epochs_run} epochs, "
                      f"stopped: {self.stop_reason} ({state})")
+        if self.compile_note != NOT_ASKED:
+            lines.append(f"compiled step: {'yes' if self.compiled else 'no'}, {self.compile_note}")
         if self.stderr:
             lines.append("± is one standard error: " + self.uncertainty)
         elif self.uncertainty:

@@ -212,3 +212,51 @@ def test_each_build_gets_its_own_code_object() -> None:
     g1, g2 = fresh_code(f1), fresh_code(f2)  # type: ignore[arg-type]
     assert g1.__code__ is not f1.__code__ and g1.__code__ is not g2.__code__
     assert (g1(1.0), g2(1.0)) == (2.0, 3.0)
+
+
+def test_fit_result_says_whether_the_compiled_step_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nc.fit_compile, "compiled_step", eager_compiled_step)
+    model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
+    plain = nc.fit(model, s0, data, optimizer="lbfgs", epochs=2, uncertainty=False)
+    assert not plain.compiled and plain.compile_note == "not asked for (compile=False)"
+    assert "compiled step" not in plain.summary()
+    used = nc.fit(model, s0, data, optimizer="lbfgs", epochs=2, compile=True, uncertainty=False)
+    assert used.compiled and used.compile_note.startswith("compiled step (eager), first call ")
+    assert "compiled step: yes, compiled step (eager)" in used.summary() and "compiled=True" in repr(used)
+    with pytest.warns(nc.FitWarning, match="mini-batches"):
+        batched = nc.fit(model, s0.expand(4, 2), data.expand(4, 21, 2), epochs=2, batch_size=2, compile=True)
+    assert not batched.compiled and batched.compile_note == "mini-batches (the compiled step is full batch); fitted eagerly"
+    assert "compiled step: no, mini-batches" in batched.summary()
+    unrolled = nc.compile(LV.format(steps=10), params=LV_START, dtype=F64)
+    with torch.no_grad():
+        data10 = nc.compile(LV.format(steps=10), params=LV_TRUE, dtype=F64)(s0)
+    quiet = nc.fit(unrolled, s0, data10, optimizer="lbfgs", epochs=2, compile="auto", uncertainty=False)
+    assert not quiet.compiled and "not a rolled integration" in quiet.compile_note
+
+
+def test_fit_result_records_a_compiler_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model: nn.Module, *, compiler: str | None = "inductor") -> object:
+        def step(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("no C++ compiler found")
+        return step
+    monkeypatch.setattr(nc.fit_compile, "compiled_step", broken)
+    model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
+    with pytest.warns(nc.FitWarning, match="compiler failed"):
+        r = nc.fit(model, s0, data, optimizer="lbfgs", epochs=2, compile="auto", uncertainty=False)
+    assert not r.compiled and r.compile_note == "PyTorch's compiler failed (RuntimeError); fitted eagerly"
+
+
+@pytest.mark.slow
+def test_inductor_settings_stay_local_and_the_cache_tells_models_apart(tmp_path: object,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Our compile marks while_loop cacheable for inductor's on-disk caches: two models that
+    # differ only inside the loop's body (the step dt; same shapes) must not share a cache entry.
+    import torch._inductor.config as inductor_config
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    before = (inductor_config.compile_threads, dict(inductor_config.unsafe_marked_cacheable_functions))
+    for dt in ("0.1", "0.05"):
+        src = LV.format(steps=30).replace("s0 0.1 30", f"s0 {dt} 30")
+        assert f"s0 {dt} 30" in src
+        model, s0, data = setup(src, LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
+        assert_equal_gradients(nc.compiled_step(model), model, s0, data)
+    assert (inductor_config.compile_threads, dict(inductor_config.unsafe_marked_cacheable_functions)) == before
