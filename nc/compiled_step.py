@@ -12,7 +12,7 @@ to rounding. Two compilers, chosen by ``compiler=``:
   0.1-1 s, cached on disk), called once per training step; CPU only.
 - ``"inductor"``: the loop is a ``torch._higher_order_ops.while_loop`` that PyTorch's compiler
   sees once, whatever the step count, fusing each step with its sensitivities and sums into
-  one kernel (7-23 s to compile; the loop runs from Python, 25-45 us an iteration).
+  one kernel (5-14 s to compile on a 2-core CPU; the loop runs from Python, 25-45 us an iteration).
 - ``"auto"`` (the default): ``"c"`` for CPU tensors, falling back to inductor with a
   `FitWarning` saying why (no C compiler, the compiler failed, an operation the C generator
   does not handle); inductor for other devices. ``compiler="c"`` raises a `CallError` instead.
@@ -84,7 +84,7 @@ def compiled_step(model: nn.Module, *, compiler: str | None = "auto") -> Compile
     ``compiler="c"`` generates the whole loop as plain C (`nc.c_backend`: one C function per
     shape signature, compiled by the system C compiler in about a second and cached on disk;
     CPU tensors of float32/float64); ``compiler="inductor"`` compiles with ``torch.compile``
-    (inductor; the loop in its Python wrapper), 7-23 s on first call per shape signature on a
+    (inductor; the loop in its Python wrapper), 5-14 s on first call per shape signature on a
     loaded 2-core CPU; ``compiler="auto"`` (the default) takes ``"c"`` for CPU tensors and
     inductor for others (CUDA), and also falls back to inductor, with a `FitWarning` saying why,
     where C does not apply (no C compiler, an operation of the step it does not generate);

@@ -131,8 +131,8 @@ def fit(
             with a target, or a model with a ``residuals()`` method such as `ShootingLoss`).
         compile: ``True`` trains with the compiled step (`nc.compiled_step`: the rollout of an
             nc model whose output is a rolled ``rk4``/``euler``, MSE, gradient by forward
-            sensitivities w.r.t. at most 16 scalar constants, one ``torch.compile``'d loop;
-            equal gradients, 7-23 s to compile on a CPU); a model or call it does not
+            sensitivities w.r.t. at most 16 scalar constants, one loop generated as C, or
+            ``torch.compile``'d where C does not apply; equal gradients); a model or call it does not
             handle (learned components, mini-batches, another loss) gets a `FitWarning` and the
             eager path. ``"auto"``: the compiled step where it applies, quietly. Default False.
 
