@@ -53,7 +53,7 @@ import torch
 import torch.fx
 from torch import Tensor
 
-__all__ = ["CompileFailed", "NoCompiler", "Unsupported", "build_loop", "c_compiler", "cache_dir"]
+__all__ = ["CompileFailed", "NoCompiler", "Unsupported", "build_loop", "build_rollout", "c_compiler", "cache_dir"]
 
 UNROLL = 16
 """Buffers of at most this many elements are C scalars (registers) and written unrolled."""
@@ -795,12 +795,95 @@ def generate(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int,
     return "\n".join(lines), ws
 
 
+def generate_rollout(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_prefix: int, steps: int, start: int,
+                     fixed: Sequence[Tensor], dtype: torch.dtype) -> tuple[str, int]:
+    """The C source of ``nc_rollout(void **args)`` (forward only, no sensitivities) and its
+    workspace size in bytes. ``graph`` is ``(k, y, *fixed) -> (y',)``. ``args``: out
+    (``(n_prefix + steps, *shape)``, its first ``n_prefix`` rows the initial states, the rest
+    written here), workspace, then the fixed inputs; all contiguous. The state is read from the
+    row written the step before (no copy of it is kept: the trajectory is the output)."""
+    if dtype not in (torch.float64, torch.float32):
+        raise Unsupported(f"dtype {dtype}")
+    g = Codegen(graph, dtype)
+    ny = math.prod(shape)
+    shape = tuple(shape)
+    k = View(Buffer("k", 1, torch.float64, "scalars"), (), ())
+    y = View(Buffer("yp", ny, dtype, "ptr"), shape, contiguous(shape))
+    fixed_views = []
+    for i, f in enumerate(fixed):
+        if f.dtype not in CTYPES:
+            raise Unsupported(f"a fixed input of dtype {f.dtype}")
+        fixed_views.append(View(Buffer(f"fx{i}", f.numel(), f.dtype, "ptr"), tuple(f.shape), contiguous(f.shape)))
+    outs = g.plan([k, y, *fixed_views])
+    if len(outs) != 1 or outs[0].shape != shape or outs[0].buf.dtype != dtype:
+        raise Unsupported("the step's output is not one state of the state's shape and dtype")
+    y2 = outs[0]
+    g.decide_storage()
+    ws = g.workspace(set(), {y2.buf.name})  # the next state lives until it is stored
+    ct = CTYPES[dtype]
+    lines = ["#include <math.h>", "", "void nc_rollout(void **args) {",
+             f"  {ct} *out = ({ct} *)args[0]; char *ws = (char *)args[1];"]
+    for i, fv in enumerate(fixed_views):
+        lines.append(f"  const {CTYPES[fv.buf.dtype]} *fx{i} = (const {CTYPES[fv.buf.dtype]} *)args[{2 + i}];")
+    lines.append("  (void)ws;")
+    for buf, vals in g.consts:
+        lines.append("  " + const_decl(buf, vals))
+    lines += [f"  for (int i = 0; i < {steps}; i++) {{",
+              f"    const double k = (double)(i + {start}); (void)k;",
+              f"    const {ct} *yp = out + (i + {n_prefix - 1}) * {ny}; (void)yp;",
+              f"    {ct} *yn = out + (i + {n_prefix}) * {ny};"]
+    for b in g.buffers:
+        if b.kind in ("scalars", "array") and b.name != "k":
+            lines.append("    " + declare(b, g.offsets, CTYPES[b.dtype]))
+    for op in g.ops:
+        g.emit_op(op, lines, 2)
+    if ny <= UNROLL:
+        for e, ix in enumerate(itertools.product(*(range(n) for n in shape))):
+            lines.append(f"    yn[{e}] = {y2.at(ix)};")
+    else:
+        names = [f"i{d}" for d in range(len(shape))]
+        flat = " + ".join([f"{n}*{st}" for n, st in zip(names, contiguous(shape))] or ["0"])
+        loops = "".join(f"for (int {n} = 0; {n} < {m}; {n}++) " for n, m in zip(names, shape))
+        lines.append(f"    {loops}yn[{flat}] = {y2.at_loop(names)};")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines), ws
+
+
+def build_rollout(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_prefix: int, steps: int, start: int,
+                  fixed: Sequence[Tensor], dtype: torch.dtype) -> tuple[Callable[..., Tensor], Library, str]:
+    """``(ys0, *fixed) -> states`` in C (`generate_rollout`): ``ys0`` the initial states
+    ``(n_prefix, *shape)``, ``states`` the whole trajectory ``(n_prefix + steps, *shape)``;
+    its library and its source. Raises `Unsupported`, `NoCompiler` or `CompileFailed`."""
+    if any(f.device.type != "cpu" for f in fixed):
+        raise Unsupported("tensors not on the CPU")
+    try:
+        source, ws_bytes = generate_rollout(graph, shape=shape, n_prefix=n_prefix, steps=steps, start=start,
+                                            fixed=fixed, dtype=dtype)
+    except Unsupported:
+        raise
+    except Exception as e:  # noqa: BLE001 - a graph this generator misreads: the caller falls back
+        raise Unsupported(f"the C generator failed ({type(e).__name__}: {e})") from e
+    lib = compile_source(source, "nc_rollout")
+    fn = lib.function
+    args_t = ctypes.c_void_p * (2 + len(fixed))
+    full = (n_prefix + steps, *shape)
+
+    def rollout(ys0: Tensor, *fixed: Tensor) -> Tensor:
+        out = torch.empty(full, dtype=dtype)
+        out[:n_prefix] = ys0
+        fx = [f.contiguous() for f in fixed]
+        ws = torch.empty(max(ws_bytes, 8), dtype=torch.uint8)  # per call: the function is reentrant
+        fn(args_t(out.data_ptr(), ws.data_ptr(), *(f.data_ptr() for f in fx)))
+        return out
+    return rollout, lib, source
+
+
 _LOADED: dict[str, Any] = {}
 
 
 @attrs.define
 class Library:
-    """A compiled ``nc_loss``: its shared object and whether the cache already held it."""
+    """A compiled function (``nc_loss``, ``nc_rollout``): its shared object and whether the cache already held it."""
 
     path: Path
     cached: bool
@@ -808,8 +891,8 @@ class Library:
     function: Any
 
 
-def compile_source(source: str) -> Library:
-    """Compile (or find in the cache) and load ``source``."""
+def compile_source(source: str, symbol: str = "nc_loss") -> Library:
+    """Compile (or find in the cache) and load ``source``; its function ``symbol``."""
     cc = c_compiler()
     if cc is None:
         raise NoCompiler("no C compiler found (set $CC, or install cc/gcc)")
@@ -838,7 +921,7 @@ def compile_source(source: str) -> Library:
             lib = _LOADED[key] = ctypes.CDLL(str(path))
         except OSError as e:
             raise CompileFailed(f"loading {path}: {e}") from e
-    fn = lib.nc_loss
+    fn = getattr(lib, symbol)
     fn.argtypes, fn.restype = [ctypes.c_void_p], None
     return Library(path, cached, time.perf_counter() - start, fn)
 

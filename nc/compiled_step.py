@@ -20,6 +20,12 @@ to rounding. Two compilers, chosen by ``compiler=``:
     >>> step = nc.compiled_step(model)            # compiled per input shapes, on first call
     >>> loss = step(s0, target=data)              # sets p.grad, as loss.backward() would
     >>> loss, grads = step.loss_and_grad(s0, target=data)   # or leaves .grad alone
+    >>> states = step.rollout(s0)                 # model(s0) without gradient, the loop in C
+
+``rollout`` is the forward pass alone (inference, plotting, extrapolation): the tensor
+``model(*inputs)`` returns, same shape and dtype, computed by one generated C loop over the
+step (no sensitivities), but detached: it has no autograd graph (use the model itself for
+gradients). Where C does not apply (see `CompiledStep.rollout`) it runs the eager model.
 
 ``nc.fit(..., compile=True)`` uses it. Anything else (learned components, many or non-scalar
 parameters, an output that is not the rolled states, static inputs) raises `NotCompilable` with
@@ -34,18 +40,23 @@ import time
 import types
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch._higher_order_ops.while_loop import while_loop
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from . import c_backend
 from .binding import bind_arguments
+from .equations import Var
 from .errors import CallError
 from .fit_result import FitWarning
 from .module import NcModule
 from .sensitivities import ScanPlan, plan_scan, step_graph
+
+if TYPE_CHECKING:
+    from .program import Recording
 
 __all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
 
@@ -111,6 +122,9 @@ class CompiledStep:
         self.c_lanes: list[bool] = []  # per C build: whether trajectories run in SIMD lanes
         self.cache: dict[Any, tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]] = {}
         self.compile_seconds: list[float] = []
+        self.rollouts: dict[Any, tuple[ScanPlan, Callable[..., Tensor], torch.Size, torch.dtype] | str] = {}
+        self.rollout_backends: list[str] = []  # per rollout build: "c" or "eager" (why: rollout_notes)
+        self.rollout_notes: list[str] = []
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         m: Any = self.model
@@ -149,6 +163,81 @@ class CompiledStep:
         for (_, p), g in zip(self.trainable(), grads):
             p.grad = g.clone() if p.grad is None else p.grad + g
         return loss
+
+    def rollout(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``model(*args, **kwargs)`` without gradient: the same shape and dtype, equal to the
+        eager rollout to rounding (bit-equal where libm and torch agree), computed by one
+        generated C function looping over the step (`nc.c_backend`, built once per signature of
+        shapes and dtypes, cached on disk). The result has no autograd graph: for gradients call
+        the model (or use the training step). With ``compiler="auto"``, where C does not apply
+        (no C compiler, the compiler failed, an operation the generator lacks, a model that is not
+        a rolled integration, learned components, static inputs, tensors off the CPU) it runs
+        the eager model under ``torch.no_grad()`` after a `FitWarning` saying why (once per
+        signature); ``compiler="c"`` raises a `CallError` instead; ``compiler="inductor"`` or
+        None run the eager model."""
+        m: Any = self.model
+        if self.compiler not in ("auto", "c"):
+            with torch.no_grad():
+                return m(*args, **kwargs)  # type: ignore[no-any-return]
+        values = bind_arguments(m._compiled, m.inputs, args, kwargs, extra=[p for _, p in m.params.items()],
+                                params=m.param_names)
+        ordered = [values[i].detach() for i in m._order]
+        key = tuple((tuple(v.shape), v.dtype, v.device) for v in ordered)
+        hit = self.rollouts.get(key)
+        if hit is None:
+            hit = self.rollouts[key] = self.build_rollout(ordered)
+        if isinstance(hit, str):
+            with torch.no_grad():
+                return m(*args, **kwargs)  # type: ignore[no-any-return]
+        plan, fn, shape, dtype = hit
+        if len({v.dtype for v in ordered}) > 1:  # as the eager call: mixed dtypes promote first
+            ordered = [v.to(dtype) for v in ordered]
+        theta = torch.empty(0, dtype=dtype)
+        ys0 = torch.stack([s.expand(shape) for s in plan.prefix(theta, ordered)])
+        return fn(ys0, *ordered).movedim(0, plan.axis).contiguous()
+
+    def build_rollout(self, ordered: Sequence[Tensor]) -> tuple[ScanPlan, Callable[..., Tensor], torch.Size,
+                                                                  torch.dtype] | str:
+        """Plan and generate the C rollout for this signature; on failure the reason (after a
+        `FitWarning`; a `CallError` for ``compiler="c"``)."""
+        m: Any = self.model
+        start = time.perf_counter()
+        try:
+            if m._compiled.static:
+                raise NotCompilable("the program has static inputs (sizes or step counts given as ints)")
+            if any(v.device.type != "cpu" for v in ordered):
+                raise NotCompilable("tensors not on the CPU (the C rollout is CPU only)")
+            program = m._compiled.program_for(ordered)
+            plan = plan_rollout(program)
+            if isinstance(plan, str):
+                raise NotCompilable(plan)
+            dtype = program.dtype
+            fixed = [v.to(dtype) for v in ordered] if len({v.dtype for v in ordered}) > 1 else list(ordered)
+            theta = torch.empty(0, dtype=dtype)
+            states = plan.prefix(theta, fixed)
+            shape = torch.broadcast_shapes(*(s.shape for s in states))
+            k0 = torch.tensor(float(plan.start), dtype=torch.float64)
+            y1 = plan.step(k0, states[-1].expand(shape), theta, fixed)
+            if y1.dtype != dtype or any(s.dtype != dtype for s in states) or y1.shape != shape:
+                raise NotCompilable("the step changes the state's shape or dtype")
+            graph = forward_graph(plan, torch.zeros(shape, dtype=dtype), theta, fixed)
+            fn, _, _ = c_backend.build_rollout(graph, shape=tuple(shape), n_prefix=plan.n_prefix, steps=plan.steps,
+                                               start=plan.start, fixed=fixed, dtype=dtype)
+        except (NotCompilable, c_backend.Unsupported, c_backend.NoCompiler, c_backend.CompileFailed) as e:
+            kind = {c_backend.Unsupported: "unsupported", c_backend.NoCompiler: "no C compiler",
+                    c_backend.CompileFailed: "the C compiler failed"}.get(type(e), "not a rolled integration")
+            reason = e.reason if isinstance(e, NotCompilable) else str(e)
+            if self.compiler == "c":
+                raise CallError(f"compiler='c': no compiled rollout ({kind}: {reason})", None,
+                                hint="call the model itself, or use compiler='auto'") from e
+            warnings.warn(f"compiled rollout: no C ({kind}: {reason}); running the eager model", FitWarning,
+                          stacklevel=3)
+            self.rollout_backends.append("eager")
+            self.rollout_notes.append(reason)
+            return reason
+        self.rollout_backends.append("c")
+        self.rollout_notes.append(f"built in {time.perf_counter() - start:.2f} s")
+        return plan, fn, shape, dtype
 
     def build(self, ordered: Sequence[Tensor], theta_pos: list[int], theta: Tensor, fixed: Sequence[Tensor],
               target: Tensor) -> tuple[ScanPlan, Callable[..., tuple[Tensor, Tensor]], torch.Size]:
@@ -229,6 +318,27 @@ class CompiledStep:
         except Exception:  # noqa: BLE001 - unsupported, or one trajectory's step did not trace: the batched C next
             return None
         return loop
+
+
+def plan_rollout(program: Recording) -> ScanPlan | str:
+    """`plan_scan`'s split without trainable constants (every input fixed) for the forward
+    rollout, or the reason the program does not have that form."""
+    if program.externals:
+        return "the program calls learned components (the C generator has no matrix products)"
+    out = program.output
+    index = next((i for i, e in enumerate(program.eqns) if isinstance(out, Var) and e.out.id == out.id), None)
+    if index is None or program.eqns[index].prim != "%scan":
+        return "the output is not a rolled integration (an rk4/euler of more than 16 steps)"
+    return ScanPlan(program, tuple(program.eqns[:index]), program.eqns[index], (), tuple(range(len(program.inputs))))
+
+
+def forward_graph(plan: ScanPlan, y: Tensor, theta: Tensor, fixed: Sequence[Tensor]) -> torch.fx.GraphModule:
+    """``(k, y, *fixed) -> (y',)``: one step, no sensitivities, traced to a flat graph of ATen
+    operations (as `step_graph`, for `c_backend.build_rollout`)."""
+    def step(k: Tensor, y: Tensor, *fixed: Tensor) -> tuple[Tensor]:
+        return (plan.step(k, y, theta, fixed),)
+    k = torch.zeros((), dtype=torch.float64, device=y.device)
+    return make_fx(step)(k, y, *fixed)
 
 
 def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
