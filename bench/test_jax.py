@@ -14,7 +14,8 @@ Every row times its variants in the same interleaved rounds, one thread each:
 - K = 100 independent LV fits, each its own trajectory, with `nc.fit_many` (Adam, vmap over the
   parameter sets) against ``jax.jit`` of ``jax.vmap`` of the per-fit step with the same Adam
   update; time per epoch;
-- a 1,000-step LV rollout, forward only, nc eager against ``jax.jit``.
+- a 1,000-step LV rollout, forward only: nc eager, nc's compiled rollout
+  (``nc.compiled_step(model).rollout``, one generated C loop; not in quick mode) and ``jax.jit``.
 
 Gradients are checked to agree (nc against JAX, compiled against eager) before timing. Quick
 mode (``pytest bench/ --benchmark-disable``) runs one dtype, batch 1 and small K without the
@@ -239,20 +240,49 @@ def fit_many_variants(k: int, epochs: int) -> dict[str, Callable[[], Any]]:
     return {"nc": nc_fit, "jax": jax_fit}
 
 
-def rollout_variants(dtype: torch.dtype) -> dict[str, Callable[[], Any]]:
-    """A 1,000-step forward rollout (no gradient), nc eager against jax.jit."""
+def rollout_variants(dtype: torch.dtype, compiled: bool) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
+    """A 1,000-step forward rollout (no gradient): nc eager, nc's compiled rollout
+    (``nc.compiled_step(model).rollout``, the loop in C; not in quick mode: it compiles C) and
+    jax.jit, checked to agree; and their first-call times."""
+    first: dict[str, float] = {}
+    start = time.perf_counter()
     model = nc.compile(LV1000_SOURCE, params=P.LV_PARAMS).to(dtype)
     s0 = torch.tensor([4.0, 1.0], dtype=dtype)
+    with torch.no_grad():
+        model(s0)
+    first["nc"] = time.perf_counter() - start
     jdt = jnp.float64 if dtype == torch.float64 else jnp.float32
     p = jnp.asarray([P.LV_PARAMS[k] for k in LV_NAMES], dtype=jdt)
     loss = jax.jit(jax_loss(1000, 0.01))
     js0, jdata = jnp.asarray(s0.numpy()), jnp.zeros((1001, 2), dtype=jdt)
+    start = time.perf_counter()
     jax.block_until_ready(loss(p, js0, jdata))
+    first["jax"] = time.perf_counter() - start
 
     def nc_run() -> Any:
         with torch.no_grad():
             return (model(s0) ** 2).mean()
-    return {"nc": nc_run, "jax": lambda: jax.block_until_ready(loss(p, js0, jdata))}
+    out = {"nc": nc_run, "jax": lambda: jax.block_until_ready(loss(p, js0, jdata))}
+    if compiled:
+        step = nc.compiled_step(model)
+        start = time.perf_counter()
+        step.rollout(s0)
+        first["compiled"] = time.perf_counter() - start
+        out["compiled"] = lambda: (step.rollout(s0) ** 2).mean()
+        torch.testing.assert_close(out["compiled"](), nc_run(), rtol=1e-12 if dtype == F64 else 1e-5, atol=0.0)
+    want = torch.tensor(float(jax.device_get(out["jax"]())), dtype=F64)
+    torch.testing.assert_close(nc_run().double(), want, rtol=1e-9 if dtype == F64 else 1e-4, atol=0.0)
+    return out, first
+
+
+def rollout_row(label: str, dtype: torch.dtype, compiled: bool, rounds: int, timing: dict[str, Any]) -> list[str]:
+    steps, first = rollout_variants(dtype, compiled)
+    res = measure(steps, rounds=rounds, **timing)
+    has = "compiled" in steps
+    return [label, report.fmt_time(res.median("nc")), "", report.fmt_time(res.median("compiled")) if has else "",
+            report.fmt_time(res.median("jax")), report.fmt_ratio(res.ratio("nc", "jax")),
+            report.fmt_ratio(res.ratio("compiled", "jax")) if has else "",
+            f"{first['nc']:.2f} / " + (f"{first['compiled']:.1f}" if has else "-") + f" / {first['jax']:.2f} s", ""]
 
 
 def train_row(label: str, work: Work, dtype: torch.dtype, compilers: list[str | None], rounds: int,
@@ -284,7 +314,7 @@ def rows(rounds: int, timing: dict[str, Any], quick: bool = False) -> list[list[
     for dname, dtype in list(DTYPES.items())[:1 if quick else 2]:
         for batch in (1,) if quick else (1, 256):
             out.append(train_row(f"train LV B{batch} {dname}", lv_work(batch), dtype, comp, rounds, timing))
-        out.append(plain_row(f"rollout 1000 {dname} (no grad)", rollout_variants(dtype), rounds, timing))
+        out.append(rollout_row(f"rollout 1000 {dname} (no grad)", dtype, not quick, rounds, timing))
     if not quick:
         out.append(train_row("train pendulum B1 float64", pendulum_work(), F64, comp, rounds, timing))
         out.append(train_row("train LV 1000 steps B1 float64", lv_work(1, 1000), F64, comp, rounds, timing))

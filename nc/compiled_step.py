@@ -100,6 +100,10 @@ def compiled_step(model: nn.Module, *, compiler: str | None = "auto") -> Compile
     inductor for others (CUDA), and also falls back to inductor, with a `FitWarning` saying why,
     where C does not apply (no C compiler, an operation of the step it does not generate);
     ``compiler=None`` runs the same sensitivity loop eagerly (for checks). Shapes are checked on each call; see `CompiledStep`.
+
+    ``compiled_step(model).rollout(*inputs)`` is the forward pass alone, ``model(*inputs)``
+    without gradient (a tensor with no autograd graph), as one generated C loop over the step
+    (no sensitivities, any number of constants); see `CompiledStep.rollout`.
     """
     if not isinstance(model, NcModule):
         raise NotCompilable(f"the model is a {type(model).__name__}, not a module compiled by nc")
