@@ -228,13 +228,14 @@ class CompiledStep:
             fn, _, _ = c_backend.build_rollout(graph, shape=tuple(shape), n_prefix=plan.n_prefix, steps=plan.steps,
                                                start=plan.start, fixed=fixed, dtype=dtype)
         except (NotCompilable, c_backend.Unsupported, c_backend.NoCompiler, c_backend.CompileFailed) as e:
-            kind = {c_backend.Unsupported: "unsupported", c_backend.NoCompiler: "no C compiler",
-                    c_backend.CompileFailed: "the C compiler failed"}.get(type(e), "not a rolled integration")
+            kinds = {c_backend.Unsupported: "unsupported: ", c_backend.NoCompiler: "no C compiler: ",
+                     c_backend.CompileFailed: "the C compiler failed: "}
             reason = e.reason if isinstance(e, NotCompilable) else str(e)
+            kind = kinds.get(type(e), "")  # NotCompilable's reason says it all
             if self.compiler == "c":
-                raise CallError(f"compiler='c': no compiled rollout ({kind}: {reason})", None,
+                raise CallError(f"compiler='c': no compiled rollout ({kind}{reason})", None,
                                 hint="call the model itself, or use compiler='auto'") from e
-            warnings.warn(f"compiled rollout: no C ({kind}: {reason}); running the eager model", FitWarning,
+            warnings.warn(f"compiled rollout: no C ({kind}{reason}); running the eager model", FitWarning,
                           stacklevel=3)
             self.rollout_backends.append("eager")
             self.rollout_notes.append(reason)

@@ -120,3 +120,24 @@ def test_other_compilers_run_the_eager_model() -> None:
         step = nc.compiled_step(model, compiler=compiler)
         got = step.rollout(BATCH)
         assert torch.equal(got, eager(model, BATCH)) and got.grad_fn is None and step.rollout_backends == []
+
+
+def test_scalar_and_vector_states_mixed_dtypes_and_non_contiguous_inputs() -> None:
+    decay = nc.compile("(define (f t y) (* -0.5 y)) (euler f y0 0.01 300)", dtype=F64)
+    for y0 in (torch.tensor(1.0, dtype=F64), torch.linspace(0.0, 1.0, 40, dtype=F64)):
+        got = nc.compiled_step(decay, compiler="c").rollout(y0)
+        assert got.shape == (*y0.shape, 301) and torch.equal(got, eager(decay, y0))
+    model = nc.compile(LV.format(steps=50), params=LV_TRUE, dtype=F64)
+    s32 = torch.tensor([4.0, 1.0], dtype=torch.float32)  # promoted to float64, as the eager call does
+    got = nc.compiled_step(model, compiler="c").rollout(s32)
+    assert got.dtype == F64 and torch.equal(got, eager(model, s32))
+    strided = B37[:5].t().contiguous().t()
+    assert not strided.is_contiguous()
+    assert torch.equal(nc.compiled_step(model, compiler="c").rollout(strided), eager(model, strided))
+
+
+def test_static_inputs_run_eagerly() -> None:
+    model = nc.compile("(define (f t s) [(ref s 1) (* -1.0 (ref s 0))]) (rk4 f s0 0.1 n)", dtype=F64)
+    x = torch.tensor([1.0, 0.0], dtype=F64)
+    with pytest.warns(nc.FitWarning, match="static inputs"):
+        assert torch.equal(nc.compiled_step(model).rollout(x, 30), eager(model, x, 30))
