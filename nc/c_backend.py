@@ -903,8 +903,8 @@ def compile_source(source: str, symbol: str = "nc_loss") -> Library:
     if not cached:
         src = path.with_name(f"nc_{key}.{os.getpid()}.c")
         tmp = path.with_name(f"nc_{key}.{os.getpid()}.so.tmp")
-        src.write_text(source)
         try:
+            src.write_text(source)  # inside: a full or read-only disk is a CompileFailed, not an OSError
             proc = subprocess.run([*cc, *FLAGS, "-o", str(tmp), str(src), "-lm"], capture_output=True, text=True,
                                   timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
