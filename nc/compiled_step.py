@@ -289,7 +289,7 @@ class CompiledStep:
     def build_c_lanes(self, plan: ScanPlan, shape: torch.Size, theta: Tensor,
                       fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
         """For a batch of trajectories too large for registers, the C loop over groups of
-        trajectories (`c_backend.generate_lanes`, one trajectory's step traced), or None where
+        trajectories (`c_programs.generate_lanes`, one trajectory's step traced), or None where
         that does not apply or fails for any reason (then the batched step's C is tried, and
         reports the failure if it fails too)."""
         region = plan.scan.region
