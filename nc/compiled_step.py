@@ -30,53 +30,36 @@ gradients). Where C does not apply (see `CompiledStep.rollout`) it runs the eage
 ``nc.fit(..., compile=True)`` uses it. Anything else (learned components, many or non-scalar
 parameters, an output that is not the rolled states, static inputs) raises `NotCompilable` with
 the reason, which `fit` reports before falling back to the eager path.
+
+This module chooses and caches; the compilers are elsewhere: `nc.c_backend` (the C),
+`nc.inductor_step` (the ``while_loop`` and ``torch.compile``), and `nc.rollout_plan` (the
+forward rollout's split and graph).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
-import types
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch._higher_order_ops.while_loop import while_loop
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from . import c_backend
 from .binding import bind_arguments
-from .equations import Var
+from .c_codegen import UNROLL
 from .errors import CallError
 from .fit_result import FitWarning
+from .inductor_step import compile_inductor, rollout_loss
 from .module import NcModule
+from .rollout_plan import forward_graph, plan_rollout
 from .sensitivities import ScanPlan, plan_scan, step_graph
-
-if TYPE_CHECKING:
-    from .program import Recording
 
 __all__ = ["CompiledStep", "NotCompilable", "compiled_step"]
 
 COMPILERS = ("auto", "c", "inductor", None)
-CPP_WRAPPER = False
-"""inductor's C++ wrapper (the loop in C++). Measured no faster than the Python wrapper here (2.3 ms
-a step either way at batch 1, once the loop's inputs are no views), and on torch 2.13 it crashed
-(segfault: a use-after-free of a view of an input read inside the loop), so it stays off."""
-
-
-def inductor_options() -> dict[str, Any]:
-    """Inductor settings for our compile only (``torch.compile(options=...)`` patches them around
-    it; the user's global config is untouched). Measured on the loaded 2-core CPU, first compile
-    of the LV step in a fresh process (bench/README.md): ``compile_threads=1`` compiles the few
-    kernels in-process instead of first starting a pool of compile workers (22 s -> 14 s cold);
-    marking ``while_loop`` cacheable lets inductor's on-disk FX graph and AOT caches (keyed by
-    the graphs' code, the loop's subgraphs included) serve a later process instead of bypassing
-    them, so a warm compile skips lowering and codegen too."""
-    return {"cpp_wrapper": CPP_WRAPPER, "compile_threads": 1, "max_autotune": False,
-            "unsafe_marked_cacheable_functions": {"torch.ops.higher_order.while_loop": f"nc-{torch.__version__}"}}
 
 
 class NotCompilable(CallError):
@@ -306,14 +289,14 @@ class CompiledStep:
     def build_c_lanes(self, plan: ScanPlan, shape: torch.Size, theta: Tensor,
                       fixed: Sequence[Tensor]) -> Callable[..., tuple[Tensor, Tensor]] | None:
         """For a batch of trajectories too large for registers, the C loop over groups of
-        trajectories (`c_backend.generate_lanes`, one trajectory's step traced), or None where
+        trajectories (`c_programs.generate_lanes`, one trajectory's step traced), or None where
         that does not apply or fails for any reason (then the batched step's C is tried, and
         reports the failure if it fails too)."""
         region = plan.scan.region
         assert region is not None
         rank = region.inputs[1].rank
         example, batch = shape[len(shape) - rank:], math.prod(shape[:len(shape) - rank])
-        if batch <= 1 or math.prod(shape) * theta.shape[0] <= c_backend.UNROLL or theta.device.type != "cpu":
+        if batch <= 1 or math.prod(shape) * theta.shape[0] <= UNROLL or theta.device.type != "cpu":
             return None
         try:
             one = step_graph(plan, torch.zeros(example, dtype=theta.dtype, device=theta.device), theta, fixed)
@@ -325,38 +308,6 @@ class CompiledStep:
         return loop
 
 
-def plan_rollout(program: Recording) -> ScanPlan | str:
-    """`plan_scan`'s split without trainable constants (every input fixed) for the forward
-    rollout, or the reason the program does not have that form."""
-    if program.externals:
-        return "the program calls learned components (the C generator has no matrix products)"
-    out = program.output
-    index = next((i for i, e in enumerate(program.eqns) if isinstance(out, Var) and e.out.id == out.id), None)
-    if index is None or program.eqns[index].prim != "%scan":
-        return "the output is not a rolled integration (an rk4/euler of more than 16 steps)"
-    return ScanPlan(program, tuple(program.eqns[:index]), program.eqns[index], (), tuple(range(len(program.inputs))))
-
-
-def forward_graph(plan: ScanPlan, y: Tensor, theta: Tensor, fixed: Sequence[Tensor]) -> torch.fx.GraphModule:
-    """``(k, y, *fixed) -> (y',)``: one step, no sensitivities, traced to a flat graph of ATen
-    operations (as `step_graph`, for `c_backend.build_rollout`)."""
-    def step(k: Tensor, y: Tensor, *fixed: Tensor) -> tuple[Tensor]:
-        return (plan.step(k, y, theta, fixed),)
-    k = torch.zeros((), dtype=torch.float64, device=y.device)
-    return make_fx(step)(k, y, *fixed)
-
-
-def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with a code object of its own: dynamo keys its cache (and its recompile limit of 8)
-    by code object, and every build makes a new closure of the same code, so without this the
-    ninth model compiled in a process would silently run eagerly."""
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_BUILDS)}")
-    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-
-
-_BUILDS = itertools.count()
-
-
 def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """The initial states stacked ``(n_prefix, *state)`` and their sensitivities ``(n_prefix, P, *state)``."""
     ys = torch.stack([s.expand(shape) for s in plan.prefix(theta, fixed)])
@@ -364,64 +315,3 @@ def prefix(plan: ScanPlan, shape: torch.Size, theta: Tensor, fixed: Sequence[Ten
         return ys, ys.new_zeros((ys.shape[0], theta.shape[0], *shape))
     jac = torch.func.jacfwd(lambda th: torch.stack([s.expand(shape) for s in plan.prefix(th, fixed)]))(theta)
     return ys, jac.movedim(-1, 1).contiguous()
-
-
-def compile_inductor(loop: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
-    """`rollout_loss`'s ``loop`` with its while loop (``loop.sums``) compiled by inductor,
-    with `inductor_options`."""
-    sums = torch.compile(fresh_code(loop.sums), fullgraph=True, dynamic=False,  # type: ignore[attr-defined]
-                         options=inductor_options())
-    return loop.with_sums(sums)  # type: ignore[attr-defined,no-any-return]
-
-
-def rollout_loss(graph: torch.fx.GraphModule, plan: ScanPlan,
-                 sums: Callable[..., tuple[Tensor, Tensor]] | None = None) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``(theta, ys0, S0, data, *fixed) -> (mse, gradient)`` around `rollout_sums`'s loop
-    (``sums``, by default run eagerly; the function's ``sums`` attribute, and ``with_sums(f)``
-    the same loss around another, e.g. compiled, loop).
-
-    The residuals of the initial states and the final reductions are a few eager operations
-    outside the compiled loop: in it each cost a C++ kernel to compile (about 1 s apiece on a
-    loaded 2-core CPU) for microseconds of work (measured 1-4% slower a step, 2 s less to
-    compile). So is the loop counter's zero, and the trip count is an input rather than a
-    constant, so that the condition's kernel is the same for every model and comes from
-    inductor's on-disk cache after the first. ``data`` is the target with the step axis first
-    (moved by the caller: a view of an input read in the loop crashed inductor's C++ wrapper,
-    see `CPP_WRAPPER`)."""
-    npre, steps = plan.n_prefix, plan.steps
-    loop = rollout_sums(graph, plan) if sums is None else sums
-    counts: dict[torch.device, tuple[Tensor, Tensor]] = {}  # the loop's start and trip count, made once
-
-    def loss(theta: Tensor, ys0: Tensor, s0: Tensor, data: Tensor, *fixed: Tensor) -> tuple[Tensor, Tensor]:
-        n, p = data.numel(), theta.shape[0]
-        r0 = ys0 - data[:npre]
-        if theta.device not in counts:
-            counts[theta.device] = (torch.tensor(0, device=theta.device), torch.tensor(steps, device=theta.device))
-        sq, rs = loop(*counts[theta.device], theta, ys0[-1], s0[-1], (r0 * r0).sum(0), (r0.unsqueeze(1) * s0).sum(0), data, *fixed)
-        return sq.sum() / n, rs.reshape(p, -1).sum(1) * (2 / n)
-    loss.sums = loop  # type: ignore[attr-defined]
-    loss.with_sums = lambda other: rollout_loss(graph, plan, other)  # type: ignore[attr-defined]
-    return loss
-
-
-def rollout_sums(graph: torch.fx.GraphModule, plan: ScanPlan) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``(i0, n, theta, y, S, sq, rs, data, *fixed) -> (sq, rs)`` (``i0`` a zero, ``n`` the
-    trip count, 0-d int64 tensors): the loop of `plan`'s step and its sensitivities from the
-    last initial state, the squared residuals and their products with the sensitivities summed
-    elementwise as it goes (no history kept; a reduction in the loop would cost a kernel of its
-    own each step). (A condition returning an exit flag carried from the body, which would
-    spare its kernel, is refused by ``while_loop``: an output may not alias an input.)"""
-    npre, start = plan.n_prefix, plan.start
-
-    def loop(i0: Tensor, n: Tensor, theta: Tensor, y0: Tensor, s0: Tensor, sq0: Tensor, rs0: Tensor, data: Tensor,
-             *fixed: Tensor) -> tuple[Tensor, Tensor]:
-        def cond(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> Tensor:
-            return i < n
-
-        def body(i: Tensor, y: Tensor, s: Tensor, sq: Tensor, rs: Tensor) -> tuple[Tensor, ...]:
-            y2, s2 = graph((i + start).to(torch.float64), y, s, theta, *fixed)
-            r = y2 - torch.index_select(data, 0, (i + npre).reshape(1))[0]
-            return i + 1, y2, s2, sq + r * r, rs + r * s2
-        out = while_loop(cond, body, (i0, y0, s0, sq0, rs0))
-        return out[3], out[4]
-    return loop

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import nc
-from nc import c_backend
+from nc import c_backend, c_build, c_codegen
 from tests.paper_programs import LV, LV_TRUE
 from tests.test_compiled_step import BATCH, LV_START, PEND_START, PENDULUM, PENDULUM_TRUE, SHIFTED, setup
 
-pytestmark = pytest.mark.skipif(c_backend.c_compiler() is None, reason="needs a C compiler")
+pytestmark = pytest.mark.skipif(c_build.c_compiler() is None, reason="needs a C compiler")
 
 F64 = torch.float64
 
@@ -149,7 +149,7 @@ def no_inductor(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unsupported_operation_falls_back_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     no_inductor(monkeypatch)
-    monkeypatch.delitem(c_backend.UNARY, "sin")
+    monkeypatch.delitem(c_codegen.UNARY, "sin")
     model, s0, data = setup(PENDULUM.format(steps=30), PENDULUM_TRUE, PEND_START, torch.tensor([1.0, 0.0], dtype=F64))
     with pytest.warns(nc.FitWarning, match=r"unsupported: the operation aten\.sin"):
         got, step = c_step(model, s0, data, compiler="auto")
@@ -163,13 +163,13 @@ def test_no_compiler_or_a_failing_one_falls_back(monkeypatch: pytest.MonkeyPatch
     no_inductor(monkeypatch)
     model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
     with monkeypatch.context() as m:
-        m.setattr(c_backend, "c_compiler", lambda: None)
+        m.setattr(c_build, "c_compiler", lambda: None)
         with pytest.warns(nc.FitWarning, match="no C compiler"):
             assert c_step(model, s0, data, compiler="auto")[1].backends == ["inductor"]
         with pytest.raises(nc.CallError, match="compiler='c': no C compiler"):
             c_step(model, s0, data)
     with monkeypatch.context() as m:
-        m.setattr(c_backend, "FLAGS", (*c_backend.FLAGS, "-fno-such-flag-for-nc"))
+        m.setattr(c_build, "FLAGS", (*c_build.FLAGS, "-fno-such-flag-for-nc"))
         with pytest.warns(nc.FitWarning, match="the C compiler failed"):
             got, step = c_step(model, s0, data, compiler="auto")
         assert step.backends == ["inductor"]
@@ -181,12 +181,12 @@ def test_no_compiler_or_a_failing_one_falls_back(monkeypatch: pytest.MonkeyPatch
 def test_the_cache_reuses_the_shared_object(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     runs = []
-    real_run = c_backend.subprocess.run
+    real_run = c_build.subprocess.run
 
     def counting_run(*args: object, **kwargs: object) -> object:
         runs.append(args)
         return real_run(*args, **kwargs)  # type: ignore[call-overload]
-    monkeypatch.setattr(c_backend.subprocess, "run", counting_run)
+    monkeypatch.setattr(c_build.subprocess, "run", counting_run)
     model, s0, data = setup(LV.format(steps=25), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
     first, _ = c_step(model, s0, data)
     objects = list((tmp_path / "nc" / "c").glob("*.so"))
@@ -217,5 +217,5 @@ def test_cache_dir_falls_back_to_a_temporary_directory(monkeypatch: pytest.Monke
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where the cache directory would be: it cannot be made
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.setattr(c_backend.tempfile, "gettempdir", lambda: str(tmp_path))
-    assert c_backend.cache_dir().parent == tmp_path
+    monkeypatch.setattr(c_build.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert c_build.cache_dir().parent == tmp_path

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import nc
-from nc import c_backend
+from nc import c_build, c_codegen
 from tests.paper_programs import LV, LV_TRUE
 from tests.test_compiled_step import BATCH, PENDULUM, PENDULUM_TRUE, SHIFTED
 
-pytestmark = pytest.mark.skipif(c_backend.c_compiler() is None, reason="needs a C compiler")
+pytestmark = pytest.mark.skipif(c_build.c_compiler() is None, reason="needs a C compiler")
 
 F64 = torch.float64
 B37 = 1.0 + torch.linspace(0.0, 2.0, 74, dtype=F64).reshape(37, 2)
@@ -95,7 +95,7 @@ def test_what_c_does_not_handle_runs_eagerly_with_the_reason(monkeypatch: pytest
     with pytest.raises(nc.CallError, match="compiler='c': no compiled rollout"):
         nc.compiled_step(formula, compiler="c").rollout(x, x)
 
-    monkeypatch.delitem(c_backend.UNARY, "sin")
+    monkeypatch.delitem(c_codegen.UNARY, "sin")
     src, params, s0 = CASES["pendulum-batch1"]
     model = nc.compile(src, params=params, dtype=F64)
     with pytest.warns(nc.FitWarning, match=r"unsupported: the operation aten\.sin"):
@@ -106,7 +106,7 @@ def test_what_c_does_not_handle_runs_eagerly_with_the_reason(monkeypatch: pytest
 
 
 def test_no_c_compiler_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c_backend, "c_compiler", lambda: None)
+    monkeypatch.setattr(c_build, "c_compiler", lambda: None)
     model = nc.compile(LV.format(steps=30), params=LV_TRUE, dtype=F64)
     with pytest.warns(nc.FitWarning, match="no C compiler"):
         assert torch.equal(nc.compiled_step(model).rollout(BATCH), eager(model, BATCH))

@@ -202,7 +202,7 @@ def test_cuda_step_equals_autograd() -> None:
 
 def test_each_build_gets_its_own_code_object() -> None:
     # dynamo's cache and recompile limit are per code object: every build must have its own
-    from nc.compiled_step import fresh_code
+    from nc.inductor_step import fresh_code
 
     def outer(c: float) -> object:
         def f(x: float) -> float:
