@@ -39,6 +39,16 @@ VECTOR_SAFE = {"{a}", "({a} + {b})", "({a} - {b})", "({a} * {b})", "({a} / {b})"
 LANE_VAR = re.compile(r"\b(v\d+_\d+|q\d+|w\d+)\b")
 
 
+def reduce_sums(ct: str, ny: int, n: int, n_theta: int, dtype: torch.dtype) -> list[str]:
+    """The end of ``nc_loss``: the elementwise sums ``sq`` and ``rs`` reduced into ``out``, the
+    mean squared error over ``n`` values and its gradient (``2/n * sum(r * S)``)."""
+    return [f"  {ct} loss = 0; for (int e = 0; e < {ny}; e++) loss += sq[e];",
+            f"  out[0] = loss / ({ct}){n};",
+            f"  for (int p = 0; p < {n_theta}; p++) {{",
+            f"    {ct} acc = 0; for (int e = 0; e < {ny}; e++) acc += rs[p*{ny} + e];",
+            f"    out[1 + p] = acc * {literal(2 / n, dtype)};",
+            "  }", "}", ""]
+
 def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch: int, n_theta: int,
                    n_prefix: int, steps: int, start: int, fixed: Sequence[Tensor],
                    dtype: torch.dtype) -> tuple[str, int]:
@@ -152,14 +162,7 @@ def generate_lanes(graph: torch.fx.GraphModule, *, example: Sequence[int], batch
         lines.append(f"      sq[(b0 + l)*{nex} + {e}] += q{e}[l];")
         for p in range(n_theta):
             lines.append(f"      rs[{p * ny} + (b0 + l)*{nex} + {e}] += w{p * nex + e}[l];")
-    n = ny * (n_prefix + steps)
-    lines += ["    }", "  }",
-              f"  {ct} loss = 0; for (int e = 0; e < {ny}; e++) loss += sq[e];",
-              f"  out[0] = loss / ({ct}){n};",
-              f"  for (int p = 0; p < {n_theta}; p++) {{",
-              f"    {ct} acc = 0; for (int e = 0; e < {ny}; e++) acc += rs[p*{ny} + e];",
-              f"    out[1 + p] = acc * {literal(2 / n, dtype)};",
-              "  }", "}", ""]
+    lines += ["    }", "  }", *reduce_sums(ct, ny, ny * (n_prefix + steps), n_theta, dtype)]
     return "\n".join(lines), ny * (1 + n_theta) * (8 if dtype == torch.float64 else 4)
 
 
@@ -265,14 +268,7 @@ def generate(graph: torch.fx.GraphModule, *, shape: Sequence[int], n_theta: int,
         lines.append(f"    {loops}{y.buf.name}[{flat}] = {ny2.at_loop(names)};")
         lines.append(f"    for (int p = 0; p < {n_theta}; p++) {loops}"
                      f"{s.buf.name}[p*{ny} + {flat}] = {ns2.at_loop(['p', *names])};")
-    n = ny * (n_prefix + steps)
-    lines += ["  }",
-              f"  {ct} loss = 0; for (int e = 0; e < {ny}; e++) loss += sq[e];",
-              f"  out[0] = loss / ({ct}){n};",
-              f"  for (int p = 0; p < {n_theta}; p++) {{",
-              f"    {ct} acc = 0; for (int e = 0; e < {ny}; e++) acc += rs[p*{ny} + e];",
-              f"    out[1 + p] = acc * {literal(2 / n, dtype)};",
-              "  }", "}", ""]
+    lines += ["  }", *reduce_sums(ct, ny, ny * (n_prefix + steps), n_theta, dtype)]
     return "\n".join(lines), ws
 
 

@@ -15,8 +15,15 @@ import torch
 
 import nc
 from nc import c_backend, c_build, c_codegen
-from tests.paper_programs import LV, LV_TRUE
-from tests.test_compiled_step import BATCH, LV_START, PEND_START, PENDULUM, PENDULUM_TRUE, SHIFTED, setup
+from tests.paper_programs import LV, LV_TRUE, PENDULUM, PENDULUM_TRUE
+from tests.test_compiled_step import (
+    BATCH,
+    LV_START,
+    PEND_START,
+    SHIFTED,
+    assert_compiled_fit_matches_eager,
+    setup,
+)
 
 pytestmark = pytest.mark.skipif(c_build.c_compiler() is None, reason="needs a C compiler")
 
@@ -130,14 +137,7 @@ def test_a_batch_larger_than_the_stack(lanes: bool, monkeypatch: pytest.MonkeyPa
 
 
 def test_default_is_c_and_fit_reaches_the_eager_constants() -> None:
-    results = []
-    for compile in (False, True):
-        model, s0, data = setup(LV.format(steps=40), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
-        results.append(nc.fit(model, s0, data, optimizer="lbfgs", epochs=10, compile=compile, uncertainty=False))
-    eager_fit, compiled = results
-    for name in LV_TRUE:
-        assert abs(compiled.params[name].item() - LV_TRUE[name]) < 1e-6
-        assert abs(compiled.params[name].item() - eager_fit.params[name].item()) < 1e-8
+    assert_compiled_fit_matches_eager(steps=40)
     model, s0, data = setup(LV.format(steps=40), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
     assert c_step(model, s0, data, compiler="auto")[1].backends == ["c"]
 

@@ -16,8 +16,8 @@ import torch
 
 import nc
 from nc import c_build, c_codegen
-from tests.paper_programs import LV, LV_TRUE
-from tests.test_compiled_step import BATCH, PENDULUM, PENDULUM_TRUE, SHIFTED
+from tests.paper_programs import LV, LV_TRUE, PENDULUM, PENDULUM_TRUE
+from tests.test_compiled_step import BATCH, SHIFTED
 
 pytestmark = pytest.mark.skipif(c_build.c_compiler() is None, reason="needs a C compiler")
 

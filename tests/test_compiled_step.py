@@ -18,18 +18,9 @@ from torch import nn
 import nc
 import nc.fit_compile
 from nc.compiled_step import NotCompilable
-from tests.paper_programs import LV, LV_TRUE
+from tests.paper_programs import LV, LV_TRUE, PENDULUM, PENDULUM_TRUE
 
 F64 = torch.float64
-
-PENDULUM = """
-(define (pendulum t s)
-  (let ((theta (ref s 0)) (theta_dot (ref s 1)))
-    [theta_dot
-     (+ (* neg_g_over_L (sin theta)) (* neg_b theta_dot))]))
-(rk4 pendulum s0 0.05 {steps})
-"""
-PENDULUM_TRUE = {"neg_g_over_L": -9.81, "neg_b": -0.3}
 
 # The initial state is made from a trainable constant (its sensitivity is not zero).
 SHIFTED = """
@@ -45,6 +36,26 @@ def setup(src: str, true: dict[str, float], start: dict[str, float], s0: torch.T
     with torch.no_grad():
         data = nc.compile(src, params=true, dtype=F64).to(device)(s0)
     return nc.compile(src, params=start, dtype=F64).to(device), s0, data
+
+
+def assert_compiled_fit_matches_eager(steps: int) -> None:
+    """L-BFGS on Lotka-Volterra with and without ``compile=True``: the compiled fit reaches the
+    true constants and the eager fit's."""
+    results = []
+    for compile in (False, True):
+        model, s0, data = setup(LV.format(steps=steps), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
+        results.append(nc.fit(model, s0, data, optimizer="lbfgs", epochs=10, compile=compile, uncertainty=False))
+    eager, compiled = results
+    for name in LV_TRUE:
+        assert abs(compiled.params[name].item() - LV_TRUE[name]) < 1e-6
+        assert abs(compiled.params[name].item() - eager.params[name].item()) < 1e-8
+
+
+def broken_compiled_step(model: nn.Module, *, compiler: str | None = "inductor") -> object:
+    """A stand-in for `nc.compiled_step` whose compile fails as a missing C++ compiler would."""
+    def step(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no C++ compiler found")
+    return step
 
 
 def eager_loss_and_grad(model: nc.NcModule, s0: torch.Tensor, data: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -128,14 +139,7 @@ def eager_compiled_step(model: nn.Module, *, compiler: str | None = "inductor") 
 def test_fit_with_the_compiled_step_reaches_the_eager_constants(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fit's use of the step, without the inductor compile (that is the slow test below).
     monkeypatch.setattr(nc.fit_compile, "compiled_step", eager_compiled_step)
-    results = []
-    for compile in (False, True):
-        model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
-        results.append(nc.fit(model, s0, data, optimizer="lbfgs", epochs=10, compile=compile, uncertainty=False))
-    eager, compiled = results
-    for name in LV_TRUE:
-        assert abs(compiled.params[name].item() - LV_TRUE[name]) < 1e-6
-        assert abs(compiled.params[name].item() - eager.params[name].item()) < 1e-8
+    assert_compiled_fit_matches_eager(steps=20)
 
 
 def test_fit_compile_falls_back_with_the_reason() -> None:
@@ -154,11 +158,7 @@ def test_fit_compile_falls_back_with_the_reason() -> None:
 
 
 def test_fit_compile_true_reports_a_compiler_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(model: nn.Module, *, compiler: str | None = "inductor") -> object:
-        def step(*args: object, **kwargs: object) -> None:
-            raise RuntimeError("no C++ compiler found")
-        return step
-    monkeypatch.setattr(nc.fit_compile, "compiled_step", broken)
+    monkeypatch.setattr(nc.fit_compile, "compiled_step", broken_compiled_step)
     model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
     with pytest.raises(nc.CallError, match="PyTorch's compiler failed: RuntimeError: no C\\+\\+ compiler"):
         nc.fit(model, s0, data, epochs=2, compile=True)
@@ -235,11 +235,7 @@ def test_fit_result_says_whether_the_compiled_step_ran(monkeypatch: pytest.Monke
 
 
 def test_fit_result_records_a_compiler_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(model: nn.Module, *, compiler: str | None = "inductor") -> object:
-        def step(*args: object, **kwargs: object) -> None:
-            raise RuntimeError("no C++ compiler found")
-        return step
-    monkeypatch.setattr(nc.fit_compile, "compiled_step", broken)
+    monkeypatch.setattr(nc.fit_compile, "compiled_step", broken_compiled_step)
     model, s0, data = setup(LV.format(steps=20), LV_TRUE, LV_START, torch.tensor([4.0, 1.0], dtype=F64))
     with pytest.warns(nc.FitWarning, match="compiler failed"):
         r = nc.fit(model, s0, data, optimizer="lbfgs", epochs=2, compile="auto", uncertainty=False)

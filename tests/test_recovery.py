@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from paper_programs import LV, LV_TRUE
+from paper_programs import LV, LV_TRUE, PENDULUM, PENDULUM_TRUE
 
 import nc
 from nc.errors import CallError
@@ -380,15 +380,6 @@ def test_lotka_volterra_two_percent_noise(lv_clean: torch.Tensor) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # 3. Damped pendulum: the paper's compiled right-hand side, 2 % noise
-
-PENDULUM = """
-(define (pendulum t s)
-  (let ((theta (ref s 0)) (theta_dot (ref s 1)))
-    [theta_dot
-     (+ (* neg_g_over_L (sin theta)) (* neg_b theta_dot))]))
-(rk4 pendulum s0 0.05 {steps})
-"""
-PENDULUM_TRUE = {"neg_g_over_L": -9.81, "neg_b": -0.3}
 
 
 def test_damped_pendulum_two_percent_noise() -> None:
