@@ -80,7 +80,7 @@ CASES = {
 }
 LANES = {"lv-batch3": True, "lv-batch37": True, "mixed-ops": True, "mixed-ops-batch37": True, "pendulum-batch9": True}
 """The cases whose batch runs in SIMD lanes (state and sensitivities above `UNROLL` scalars)."""
-SLOW = {"mixed-ops-batch37"}  # 4-9 s: many operations, compiled twice
+SLOW = {"mixed-ops", "mixed-ops-batch37"}  # 4-9 s: many operations, compiled twice
 
 
 def params(cases: list[str]) -> list[object]:
@@ -124,6 +124,7 @@ def test_float32_close_to_autograd(case: str, monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(got, eager(model, s0, data), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # 2-4 s: a batch of 100,000 through the C loop and eager autograd
 @pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "arrays"])
 def test_a_batch_larger_than_the_stack(lanes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # 100,000 trajectories: state, sensitivities and sums (8 MB) live in the workspace, not the stack
